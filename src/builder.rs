@@ -1,0 +1,121 @@
+//! `Builder`: a queue's capacity, in-flight policy and hasher.
+
+use crate::error::BuildError;
+use crate::occupancy::MAX_CAPACITY;
+use crate::policy::InFlightPolicy;
+use crate::queue::{CoalescingQueue, DefaultHasher};
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::marker::PhantomData;
+
+/// Configures a [`CoalescingQueue`]; made by [`CoalescingQueue::builder`].
+///
+/// ```
+/// use coalescing_queue::{CoalescingQueue, InFlightPolicy};
+/// use std::collections::hash_map::RandomState;
+///
+/// let q = CoalescingQueue::<[u8; 32], String>::builder()
+///     .capacity(1 << 16)
+///     .in_flight(InFlightPolicy::Requeue)
+///     .hasher(RandomState::new())
+///     .build();
+/// assert_eq!(q.capacity(), 1 << 16);
+/// ```
+pub struct Builder<K, V, S = DefaultHasher> {
+    capacity: Option<usize>,
+    policy: InFlightPolicy,
+    hasher: S,
+    _entries: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> CoalescingQueue<K, V, DefaultHasher>
+where
+    K: Hash + Eq + Clone,
+{
+    /// A builder with no capacity set, `InFlightPolicy::Requeue` and the
+    /// default hasher.
+    pub fn builder() -> Builder<K, V, DefaultHasher> {
+        Builder {
+            capacity: None,
+            policy: InFlightPolicy::default(),
+            hasher: DefaultHasher::default(),
+            _entries: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S> Builder<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// The most entries the queue holds, queued plus in flight.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// What an offer of an in-flight key does; `Requeue` by default.
+    pub fn in_flight(mut self, policy: InFlightPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The hasher for the key map.
+    pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> Builder<K, V, S2> {
+        Builder {
+            capacity: self.capacity,
+            policy: self.policy,
+            hasher,
+            _entries: PhantomData,
+        }
+    }
+
+    /// Builds the queue, allocating the ring and the key map at full size.
+    ///
+    /// # Panics
+    ///
+    /// If no capacity was set, or it is 0 or above `2^31 - 1`; see
+    /// [`try_build`](Self::try_build).
+    pub fn build(self) -> CoalescingQueue<K, V, S> {
+        match self.try_build() {
+            Ok(queue) => queue,
+            Err(error) => panic!("CoalescingQueue: {error}"),
+        }
+    }
+
+    /// Builds the queue.
+    ///
+    /// # Errors
+    ///
+    /// If no capacity was set, or it is 0 or above `2^31 - 1`.
+    ///
+    /// ```
+    /// use coalescing_queue::{BuildError, CoalescingQueue};
+    ///
+    /// let missing = CoalescingQueue::<u32, ()>::builder().try_build();
+    /// assert_eq!(missing.unwrap_err(), BuildError::MissingCapacity);
+    /// assert!(CoalescingQueue::<u32, ()>::builder().capacity(8).try_build().is_ok());
+    /// ```
+    pub fn try_build(self) -> Result<CoalescingQueue<K, V, S>, BuildError> {
+        match self.capacity {
+            None => Err(BuildError::MissingCapacity),
+            Some(0) => Err(BuildError::ZeroCapacity),
+            Some(capacity) if capacity > MAX_CAPACITY => Err(BuildError::CapacityTooLarge),
+            Some(capacity) => Ok(CoalescingQueue::from_parts(
+                capacity,
+                self.policy,
+                self.hasher,
+            )),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Builder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}

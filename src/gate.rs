@@ -1,0 +1,1 @@
+//! `ResendGate` (placeholder, filled in by its own change).

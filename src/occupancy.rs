@@ -1,0 +1,191 @@
+//! The queue's slot accounting and its closed flag, packed in one atomic word.
+//!
+//! Layout of the word: bit 63 is `closed`; bits 32..63 count the entries in
+//! flight (leased, not yet acked or nacked); bits 0..32 count the claimed
+//! slots (queued + in flight + being pushed). Keeping all three in one word
+//! makes every transition a single read-modify-write, so any value read is a
+//! consistent snapshot of the three. That is what makes "closed and drained"
+//! exact (see `Snapshot::is_drained`): an offer can only claim while the
+//! closed bit is clear, so a word with the bit set counts every claim that
+//! will ever be made before the close.
+//!
+//! Orderings. A claim is `Acquire` and every release is `Release` (all RMWs
+//! are `AcqRel`): the slot a taker freed in the ring (its pop) must be visible
+//! to the offerer whose claim reads the freed count, or that offerer's push
+//! could find the ring full (breaks I2 of `CoalescingQueue`). No other data is
+//! published through this word; a weaker ordering on the RMWs would only
+//! lose that one edge, and on x86 every RMW is a full barrier anyway.
+
+use crate::sync::{AtomicU64, Ordering};
+
+const CLAIM: u64 = 1;
+const LEASE: u64 = 1 << 32;
+const CLOSED: u64 = 1 << 63;
+const CLAIM_MASK: u64 = LEASE - 1;
+
+/// The largest capacity the packed word can count (in flight has 31 bits).
+pub(crate) const MAX_CAPACITY: usize = (1 << 31) - 1;
+
+/// Why a claim failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    Full,
+    Closed,
+}
+
+/// One consistent reading of the word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot(u64);
+
+impl Snapshot {
+    /// Slots claimed: queued + in flight + being pushed + being taken.
+    pub(crate) fn claimed(self) -> usize {
+        (self.0 & CLAIM_MASK) as usize
+    }
+
+    /// Entries leased and not yet acked or nacked.
+    pub(crate) fn in_flight(self) -> usize {
+        ((self.0 & !CLOSED) >> 32) as usize
+    }
+
+    pub(crate) fn is_closed(self) -> bool {
+        self.0 & CLOSED != 0
+    }
+
+    /// Claims that are not in flight: entries queued, being pushed, or
+    /// popped and not yet released or leased. Never below the ring's length (I3).
+    pub(crate) fn not_in_flight(self) -> usize {
+        self.claimed() - self.in_flight()
+    }
+
+    /// Closed, and nothing is queued or on its way into the ring: a take may
+    /// report `Closed`. Leases may still be out; a nack queues its entry again.
+    pub(crate) fn is_drained(self) -> bool {
+        self.is_closed() && self.not_in_flight() == 0
+    }
+
+    /// Closed, nothing queued and no lease out: `close_and_wait` may return.
+    pub(crate) fn is_finished(self) -> bool {
+        self.is_closed() && self.claimed() == 0
+    }
+}
+
+pub(crate) struct Occupancy {
+    word: AtomicU64,
+    capacity: u64,
+}
+
+impl Occupancy {
+    pub(crate) fn new(capacity: usize) -> Self {
+        debug_assert!(capacity >= 1 && capacity <= MAX_CAPACITY);
+        Self {
+            word: AtomicU64::new(0),
+            capacity: capacity as u64,
+        }
+    }
+
+    pub(crate) fn load(&self) -> Snapshot {
+        Snapshot(self.word.load(Ordering::Acquire))
+    }
+
+    /// Claims one slot if the queue is open and below capacity; returns the
+    /// word after the claim (keeps I1).
+    pub(crate) fn try_claim(&self) -> Result<Snapshot, ClaimError> {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if current & CLOSED != 0 {
+                return Err(ClaimError::Closed);
+            }
+            if current & CLAIM_MASK >= self.capacity {
+                return Err(ClaimError::Full);
+            }
+            match self.word.compare_exchange_weak(
+                current,
+                current + CLAIM,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Snapshot(current + CLAIM)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Gives a claim back (a plain take, or a failed reservation before the
+    /// key was visible); returns the word after.
+    pub(crate) fn release(&self) -> Snapshot {
+        Snapshot(self.word.fetch_sub(CLAIM, Ordering::AcqRel) - CLAIM)
+    }
+
+    /// A popped entry becomes a lease; its claim stays. Returns the word after.
+    pub(crate) fn lease(&self) -> Snapshot {
+        Snapshot(self.word.fetch_add(LEASE, Ordering::AcqRel) + LEASE)
+    }
+
+    /// A lease ends by going back into the ring (nack, or ack of a dirty key);
+    /// its claim stays for the push. Called before the push (keeps I3).
+    pub(crate) fn unlease(&self) -> Snapshot {
+        Snapshot(self.word.fetch_sub(LEASE, Ordering::AcqRel) - LEASE)
+    }
+
+    /// A lease ends for good: its claim and its in-flight count go together.
+    pub(crate) fn ack(&self) -> Snapshot {
+        Snapshot(self.word.fetch_sub(LEASE + CLAIM, Ordering::AcqRel) - LEASE - CLAIM)
+    }
+
+    /// Sets the closed bit; `true` for the call that set it.
+    pub(crate) fn close(&self) -> bool {
+        self.word.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_stop_at_capacity_and_after_close() {
+        let occupancy = Occupancy::new(2);
+        assert_eq!(occupancy.try_claim().unwrap().claimed(), 1);
+        assert_eq!(occupancy.try_claim().unwrap().claimed(), 2);
+        assert_eq!(occupancy.try_claim(), Err(ClaimError::Full));
+        assert_eq!(occupancy.release().claimed(), 1);
+        assert!(occupancy.close());
+        assert!(!occupancy.close());
+        assert_eq!(occupancy.try_claim(), Err(ClaimError::Closed));
+        let after = occupancy.load();
+        assert!(after.is_closed());
+        assert_eq!(after.claimed(), 1);
+    }
+
+    #[test]
+    fn leases_are_counted_apart_from_claims() {
+        let occupancy = Occupancy::new(4);
+        occupancy.try_claim().unwrap();
+        occupancy.try_claim().unwrap();
+        let leased = occupancy.lease();
+        assert_eq!((leased.claimed(), leased.in_flight()), (2, 1));
+        assert_eq!(leased.not_in_flight(), 1);
+        occupancy.close();
+        assert_eq!(occupancy.release().not_in_flight(), 0);
+        assert!(occupancy.load().is_drained());
+        assert!(!occupancy.load().is_finished());
+        let requeued = occupancy.unlease();
+        assert!(!requeued.is_drained());
+        occupancy.lease();
+        let done = occupancy.ack();
+        assert_eq!((done.claimed(), done.in_flight()), (0, 0));
+        assert!(done.is_finished());
+    }
+
+    #[test]
+    fn largest_capacity_fills_without_touching_the_other_fields() {
+        let occupancy = Occupancy::new(MAX_CAPACITY);
+        occupancy.word.store(MAX_CAPACITY as u64 - 1, Ordering::Relaxed);
+        let full = occupancy.try_claim().unwrap();
+        assert_eq!(full.claimed(), MAX_CAPACITY);
+        assert_eq!(full.in_flight(), 0);
+        assert!(!full.is_closed());
+        assert_eq!(occupancy.try_claim(), Err(ClaimError::Full));
+    }
+}

@@ -1,0 +1,279 @@
+//! The offer forms: try, blocking, timeout and async, for keys and items.
+//!
+//! Each is a loop around one attempt from `queue.rs`; only the final outcome
+//! of a call is counted in the stats.
+
+use crate::entry::Offered;
+use crate::error::{OfferError, OfferTimeoutError, TryOfferError};
+use crate::queue::{Attempt, CoalescingQueue};
+use crate::stats::Counter;
+use crate::wait::{self, Step};
+use core::future::Future;
+use core::hash::{BuildHasher, Hash};
+use std::time::{Duration, Instant};
+
+/// Why an offer loop stopped without success.
+enum Refused<T> {
+    Closed(T),
+    Timeout(T),
+}
+
+impl<K, V, S> CoalescingQueue<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// Offers a key without blocking.
+    ///
+    /// If the key is already pending (queued, or in flight) the offer is
+    /// coalesced into that copy, even when the queue is full; otherwise a
+    /// new copy is queued at the tail if a slot is free.
+    ///
+    /// # Errors
+    ///
+    /// `Full(key)` if every slot is claimed and the key is not pending;
+    /// `Closed(key)` if the queue is closed (duplicates too).
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Offered, TryOfferError};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(1);
+    /// assert_eq!(q.try_offer_key(1), Ok(Offered::Enqueued));
+    /// assert_eq!(q.try_offer_key(1), Ok(Offered::Coalesced));
+    /// assert_eq!(q.try_offer_key(2), Err(TryOfferError::Full(2)));
+    /// q.close();
+    /// assert_eq!(q.try_offer_key(1), Err(TryOfferError::Closed(1)));
+    /// ```
+    pub fn try_offer_key(&self, key: K) -> Result<Offered, TryOfferError<K>> {
+        match self.attempt_offer_key(key) {
+            Attempt::Done(offered) => Ok(offered),
+            Attempt::Full(key) => Err(self.refused_full(TryOfferError::Full(key))),
+            Attempt::Closed(key) => Err(self.refused_closed(TryOfferError::Closed(key))),
+        }
+    }
+
+    /// Offers a key, blocking while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// `OfferError(key)` if the queue is closed, before or while waiting.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Offered};
+    /// use std::{sync::Arc, thread};
+    ///
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(1));
+    /// q.offer_key(1).unwrap();
+    /// let taker = { let q = q.clone(); thread::spawn(move || q.take().unwrap()) };
+    /// assert_eq!(q.offer_key(2), Ok(Offered::Enqueued)); // waits for the taker
+    /// taker.join().unwrap();
+    /// ```
+    pub fn offer_key(&self, key: K) -> Result<Offered, OfferError<K>> {
+        match self.offer_blocking(key, None, Self::attempt_offer_key) {
+            Ok(offered) => Ok(offered),
+            Err(Refused::Closed(key) | Refused::Timeout(key)) => {
+                Err(self.refused_closed(OfferError(key)))
+            }
+        }
+    }
+
+    /// Offers a key, blocking while the queue is full for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `Timeout(key)` if the queue stayed full; `Closed(key)` if it closed.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, OfferTimeoutError, Offered};
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(1);
+    /// let t = Duration::from_millis(5);
+    /// assert_eq!(q.offer_key_timeout(1, t), Ok(Offered::Enqueued));
+    /// assert_eq!(q.offer_key_timeout(2, t), Err(OfferTimeoutError::Timeout(2)));
+    /// ```
+    pub fn offer_key_timeout(
+        &self,
+        key: K,
+        timeout: Duration,
+    ) -> Result<Offered, OfferTimeoutError<K>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.offer_blocking(key, deadline, Self::attempt_offer_key) {
+            Ok(offered) => Ok(offered),
+            Err(Refused::Closed(key)) => Err(self.refused_closed(OfferTimeoutError::Closed(key))),
+            Err(Refused::Timeout(key)) => Err(self.refused_full(OfferTimeoutError::Timeout(key))),
+        }
+    }
+
+    /// Offers a key, waiting asynchronously while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// `OfferError(key)` if the queue is closed, before or while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes means the key was not
+    /// offered (it is dropped with the future); nothing else changes.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Offered};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(1);
+    /// let offered = futures_lite::future::block_on(q.offer_key_async(1));
+    /// assert_eq!(offered, Ok(Offered::Enqueued));
+    /// ```
+    pub fn offer_key_async(
+        &self,
+        key: K,
+    ) -> impl Future<Output = Result<Offered, OfferError<K>>> + '_ {
+        async move {
+            match self.offer_waiting(key, Self::attempt_offer_key).await {
+                Ok(offered) => Ok(offered),
+                Err(key) => Err(self.refused_closed(OfferError(key))),
+            }
+        }
+    }
+
+    /// Offers a pass-through item without blocking. Items are never
+    /// coalesced; they keep their place in the FIFO with the keys.
+    ///
+    /// # Errors
+    ///
+    /// `Full(item)` if every slot is claimed; `Closed(item)` if closed.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, TryOfferError};
+    ///
+    /// let q = CoalescingQueue::<u32, &str>::new(1);
+    /// assert_eq!(q.try_offer("a"), Ok(()));
+    /// assert_eq!(q.try_offer("b"), Err(TryOfferError::Full("b")));
+    /// q.close();
+    /// assert_eq!(q.try_offer("c"), Err(TryOfferError::Closed("c")));
+    /// ```
+    pub fn try_offer(&self, item: V) -> Result<(), TryOfferError<V>> {
+        match self.attempt_offer_item(item) {
+            Attempt::Done(()) => Ok(()),
+            Attempt::Full(item) => Err(self.refused_full(TryOfferError::Full(item))),
+            Attempt::Closed(item) => Err(self.refused_closed(TryOfferError::Closed(item))),
+        }
+    }
+
+    /// Offers a pass-through item, blocking while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// `OfferError(item)` if the queue is closed, before or while waiting.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, OfferError};
+    ///
+    /// let q = CoalescingQueue::<u32, &str>::new(1);
+    /// assert_eq!(q.offer("a"), Ok(()));
+    /// q.close();
+    /// assert_eq!(q.offer("b"), Err(OfferError("b")));
+    /// ```
+    pub fn offer(&self, item: V) -> Result<(), OfferError<V>> {
+        match self.offer_blocking(item, None, Self::attempt_offer_item) {
+            Ok(()) => Ok(()),
+            Err(Refused::Closed(item) | Refused::Timeout(item)) => {
+                Err(self.refused_closed(OfferError(item)))
+            }
+        }
+    }
+
+    /// Offers a pass-through item, blocking while full for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `Timeout(item)` if the queue stayed full; `Closed(item)` if it closed.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, OfferTimeoutError};
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, &str>::new(1);
+    /// let t = Duration::from_millis(5);
+    /// assert_eq!(q.offer_timeout("a", t), Ok(()));
+    /// assert_eq!(q.offer_timeout("b", t), Err(OfferTimeoutError::Timeout("b")));
+    /// ```
+    pub fn offer_timeout(&self, item: V, timeout: Duration) -> Result<(), OfferTimeoutError<V>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.offer_blocking(item, deadline, Self::attempt_offer_item) {
+            Ok(()) => Ok(()),
+            Err(Refused::Closed(item)) => Err(self.refused_closed(OfferTimeoutError::Closed(item))),
+            Err(Refused::Timeout(item)) => Err(self.refused_full(OfferTimeoutError::Timeout(item))),
+        }
+    }
+
+    /// Offers a pass-through item, waiting asynchronously while full.
+    ///
+    /// # Errors
+    ///
+    /// `OfferError(item)` if the queue is closed, before or while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes means the item was not
+    /// offered (it is dropped with the future); nothing else changes.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, &str>::new(1);
+    /// assert_eq!(futures_lite::future::block_on(q.offer_async("a")), Ok(()));
+    /// ```
+    pub fn offer_async(&self, item: V) -> impl Future<Output = Result<(), OfferError<V>>> + '_ {
+        async move {
+            match self.offer_waiting(item, Self::attempt_offer_item).await {
+                Ok(()) => Ok(()),
+                Err(item) => Err(self.refused_closed(OfferError(item))),
+            }
+        }
+    }
+
+    // ----- shared loops -----
+
+    fn offer_blocking<T, R>(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+        attempt: impl Fn(&Self, T) -> Attempt<T, R>,
+    ) -> Result<R, Refused<T>> {
+        let outcome = wait::block_on(&self.not_full, deadline, value, |value| {
+            match attempt(self, value) {
+                Attempt::Done(done) => Step::Done(Ok(done)),
+                Attempt::Closed(value) => Step::Done(Err(value)),
+                Attempt::Full(value) => Step::Retry(value),
+            }
+        });
+        match outcome {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(value)) => Err(Refused::Closed(value)),
+            Err(value) => Err(Refused::Timeout(value)),
+        }
+    }
+
+    async fn offer_waiting<T, R>(
+        &self,
+        value: T,
+        attempt: impl Fn(&Self, T) -> Attempt<T, R>,
+    ) -> Result<R, T> {
+        wait::wait_async(&self.not_full, value, |value| match attempt(self, value) {
+            Attempt::Done(done) => Step::Done(Ok(done)),
+            Attempt::Closed(value) => Step::Done(Err(value)),
+            Attempt::Full(value) => Step::Retry(value),
+        })
+        .await
+    }
+
+    fn refused_full<E>(&self, error: E) -> E {
+        self.counters.add(Counter::FullRejections);
+        error
+    }
+
+    fn refused_closed<E>(&self, error: E) -> E {
+        self.counters.add(Counter::ClosedRejections);
+        error
+    }
+}

@@ -1,0 +1,489 @@
+//! `CoalescingQueue`: its state, its invariants and the protocol's steps.
+//!
+//! The public offer and take forms live in `offer.rs` and `take.rs`; they
+//! are thin loops around the single attempts defined here.
+
+use crate::entry::{Entry, Offered};
+use crate::key_state::KeyState;
+use crate::lease_clock::LeaseClock;
+use crate::occupancy::{ClaimError, Occupancy, Snapshot};
+use crate::policy::InFlightPolicy;
+use crate::stats::{Counter, Counters, Stats};
+use crate::sync::{Event, KeyMap, MapEntry, Ring};
+use crate::wait::{self, Step};
+use crate::TryTakeError;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use std::time::{Duration, Instant};
+
+/// The hasher used when none is given: fast and randomly seeded.
+pub type DefaultHasher = foldhash::fast::RandomState;
+
+/// A bounded, lock-free FIFO of compact keys and pass-through items, in
+/// which an offer of a key that is already pending is coalesced into the
+/// pending copy.
+///
+/// See the [crate documentation](crate) for a guide and the guarantees.
+///
+/// ```
+/// use coalescing_queue::{CoalescingQueue, Entry, Offered};
+///
+/// let q = CoalescingQueue::<u64, String>::new(2);
+/// assert_eq!(q.try_offer_key(7), Ok(Offered::Enqueued));
+/// assert_eq!(q.try_offer_key(7), Ok(Offered::Coalesced)); // still one copy
+/// q.try_offer("hello".to_string()).unwrap();
+/// assert!(q.try_offer_key(8).unwrap_err().is_full());
+/// assert_eq!(q.try_offer_key(7), Ok(Offered::Coalesced)); // even when full
+///
+/// assert_eq!(q.try_take(), Ok(Entry::Key(7)));
+/// assert_eq!(q.try_take(), Ok(Entry::Item("hello".to_string())));
+/// q.close();
+/// assert!(q.try_take().unwrap_err().is_closed());
+/// ```
+//
+// State and what protects it:
+// * `ring`: entries in FIFO order; linearizable on its own.
+// * `keys`: one entry per key queued or in flight; each key's entry is
+//   changed only under that key's lock (`KeyMap::entry` / `update`).
+// * `occupancy`: claimed slots, in-flight count and the closed bit, in one
+//   atomic word (see `occupancy.rs`).
+//
+// Invariants, cited in the code as "keeps In":
+// * I1 (G3) claimed <= capacity, and a claim is made only while open.
+// * I2 Every entry in the ring holds a claim, so a push made with a claim
+//   in hand always finds room.
+// * I3 ring length <= claimed - in_flight: a lease is counted in flight only
+//   after its pop, and leaves the count before its entry is pushed again.
+//   So "closed and claimed == in_flight" means nothing is queued or coming.
+// * I4 (G2) A key is in `keys` exactly while one copy of it is queued, being
+//   pushed, being taken, or leased; there is never a second copy.
+// * I5 (G1) A key leaves `keys` only after its copy has left the ring (plain
+//   take: after the pop; lease: at the ack), so an offer absorbed by a copy
+//   is absorbed by one that has not yet been handed to a caller, or (dirty)
+//   by a lease whose ack queues the key again.
+// * I6 A reservation is never rolled back: the slot is claimed under the
+//   key's lock before the key is inserted, so an offer coalesced into a
+//   reservation can rely on the push that follows.
+pub struct CoalescingQueue<K, V, S = DefaultHasher> {
+    pub(crate) ring: Ring<Entry<K, V>>,
+    pub(crate) keys: KeyMap<K, S>,
+    pub(crate) occupancy: Occupancy,
+    /// Takers wait here: notified once per push, and all at once when the
+    /// queue closes or becomes drained after close.
+    pub(crate) not_empty: Event,
+    /// Blocked offerers wait here: notified once per freed slot, all at close.
+    pub(crate) not_full: Event,
+    /// `close_and_wait` waits here: notified when closed with no claim left.
+    pub(crate) finished: Event,
+    pub(crate) policy: InFlightPolicy,
+    pub(crate) counters: Counters,
+    pub(crate) lease_clock: LeaseClock,
+    capacity: usize,
+}
+
+/// One attempt to offer, before any waiting.
+pub(crate) enum Attempt<T, R> {
+    Done(R),
+    Full(T),
+    Closed(T),
+}
+
+/// How a lease ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseEnd {
+    Ack,
+    Nack,
+}
+
+impl<K, V> CoalescingQueue<K, V, DefaultHasher>
+where
+    K: Hash + Eq + Clone,
+{
+    /// A queue holding at most `capacity` entries (queued plus in flight),
+    /// with the default hasher and `InFlightPolicy::Requeue`.
+    ///
+    /// The ring and the key map are allocated here, at full size, so
+    /// offers never allocate (G7).
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0 or above `2^31 - 1`. Use
+    /// [`builder`](Self::builder) and [`try_build`](crate::Builder::try_build)
+    /// to get an error instead.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u64, String>::new(1024);
+    /// assert_eq!(q.capacity(), 1024);
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn new(capacity: usize) -> Self {
+        Self::builder().capacity(capacity).build()
+    }
+}
+
+impl<K, V, S> CoalescingQueue<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher + Clone,
+{
+    pub(crate) fn from_parts(capacity: usize, policy: InFlightPolicy, hasher: S) -> Self {
+        Self {
+            ring: Ring::new(capacity),
+            keys: KeyMap::with_capacity_and_hasher(capacity, hasher),
+            occupancy: Occupancy::new(capacity),
+            not_empty: Event::new(),
+            not_full: Event::new(),
+            finished: Event::new(),
+            policy,
+            counters: Counters::new(),
+            lease_clock: LeaseClock::default(),
+            capacity,
+        }
+    }
+
+    // ----- the protocol's single steps -----
+
+    /// One attempt to offer `key` (DESIGN.md section 3, steps 0-5).
+    pub(crate) fn attempt_offer_key(&self, key: K) -> Attempt<K, Offered> {
+        // Step 0: after close no offer is absorbed, duplicates included.
+        if self.occupancy.load().is_closed() {
+            return Attempt::Closed(key);
+        }
+        // Steps 1-3, under the key's lock.
+        let reserved = self.keys.entry(key, |entry| match entry {
+            MapEntry::Occupied(state) => Attempt::Done(self.absorb(state)),
+            // Claim before insert, both under the key's lock: keeps I6.
+            MapEntry::Vacant(vacant) => match self.occupancy.try_claim() {
+                Ok(after) => {
+                    self.counters.note_claimed(after.claimed());
+                    Attempt::Done(Ok(vacant.insert(KeyState::Queued)))
+                }
+                Err(ClaimError::Full) => Attempt::Full(vacant.into_key()),
+                Err(ClaimError::Closed) => Attempt::Closed(vacant.into_key()),
+            },
+        });
+        match reserved {
+            Attempt::Done(Ok(copy)) => {
+                // Steps 4-5.
+                self.push(Entry::Key(copy));
+                self.counters.add(Counter::Enqueued);
+                Attempt::Done(Offered::Enqueued)
+            }
+            Attempt::Done(Err(coalesced)) => Attempt::Done(coalesced),
+            Attempt::Full(key) => Attempt::Full(key),
+            Attempt::Closed(key) => Attempt::Closed(key),
+        }
+    }
+
+    /// An offer found its key pending: absorb it into that copy (step 1/3).
+    /// Returns `Err` so the caller can tell it apart from a reservation.
+    fn absorb(&self, state: &mut KeyState) -> Result<K, Offered> {
+        match *state {
+            KeyState::Queued => self.counters.add(Counter::CoalescedQueued),
+            KeyState::InFlight => {
+                if self.policy == InFlightPolicy::Requeue {
+                    *state = KeyState::InFlightDirty;
+                }
+                self.counters.add(Counter::CoalescedInFlight);
+            }
+            KeyState::InFlightDirty => self.counters.add(Counter::CoalescedInFlight),
+        }
+        Err(Offered::Coalesced)
+    }
+
+    /// One attempt to offer a pass-through item: claim, push, notify.
+    pub(crate) fn attempt_offer_item(&self, item: V) -> Attempt<V, ()> {
+        match self.occupancy.try_claim() {
+            Ok(after) => {
+                self.counters.note_claimed(after.claimed());
+                self.push(Entry::Item(item));
+                self.counters.add(Counter::Enqueued);
+                Attempt::Done(())
+            }
+            Err(ClaimError::Full) => Attempt::Full(item),
+            Err(ClaimError::Closed) => Attempt::Closed(item),
+        }
+    }
+
+    /// Pushes an entry whose claim is held, then wakes one taker.
+    fn push(&self, entry: Entry<K, V>) {
+        if self.ring.push(entry).is_err() {
+            unreachable!("the ring had no room for a claimed slot (breaks I2)");
+        }
+        self.not_empty.notify_additional(1);
+    }
+
+    /// One attempt to take (DESIGN.md section 3, "Take"). A leased take keeps
+    /// the claim and marks the key in flight; a plain take releases both.
+    pub(crate) fn attempt_take(&self, leased: bool) -> Result<Entry<K, V>, TryTakeError> {
+        let Some(entry) = self.ring.pop() else {
+            return Err(if self.occupancy.load().is_drained() {
+                TryTakeError::Closed
+            } else {
+                TryTakeError::Empty
+            });
+        };
+        // The key's state changes only after the pop: keeps I4 and I5.
+        if let Entry::Key(key) = &entry {
+            if leased {
+                self.keys.update(key, |state| {
+                    *state = KeyState::InFlight;
+                    ((), false)
+                });
+            } else {
+                self.keys.remove(key);
+            }
+        }
+        let after = if leased {
+            self.occupancy.lease()
+        } else {
+            let after = self.occupancy.release();
+            self.not_full.notify_additional(1);
+            after
+        };
+        self.counters.add(Counter::Taken);
+        self.after_decrease(after);
+        Ok(entry)
+    }
+
+    /// Ends one lease: ack removes the key (or queues it again if it is
+    /// dirty); nack queues the entry again at the tail.
+    pub(crate) fn end_lease(&self, entry: Entry<K, V>, end: LeaseEnd) {
+        let requeue = match (&entry, end) {
+            (Entry::Key(key), LeaseEnd::Ack) => {
+                let dirty = self.keys.update(key, |state| {
+                    let dirty = *state == KeyState::InFlightDirty;
+                    *state = KeyState::Queued;
+                    (dirty, !dirty)
+                });
+                if dirty == Some(true) {
+                    self.counters.add(Counter::RequeuedDirty);
+                }
+                dirty == Some(true)
+            }
+            (Entry::Key(key), LeaseEnd::Nack) => {
+                self.keys.update(key, |state| {
+                    *state = KeyState::Queued;
+                    ((), false)
+                });
+                true
+            }
+            (Entry::Item(_), LeaseEnd::Ack) => false,
+            (Entry::Item(_), LeaseEnd::Nack) => true,
+        };
+        self.counters.add(match end {
+            LeaseEnd::Ack => Counter::Acked,
+            LeaseEnd::Nack => Counter::Nacked,
+        });
+        if requeue {
+            // Out of the in-flight count before the push: keeps I3. The claim
+            // stays with the entry, so the push finds room (I2).
+            self.occupancy.unlease();
+            self.push(entry);
+        } else {
+            let after = self.occupancy.ack();
+            self.not_full.notify_additional(1);
+            self.after_decrease(after);
+        }
+    }
+
+    /// After a transition that lowered the claims not in flight: wake the
+    /// takers if the queue just became drained after close, and
+    /// `close_and_wait` if nothing at all is left.
+    fn after_decrease(&self, after: Snapshot) {
+        if after.is_drained() {
+            self.not_empty.notify(usize::MAX);
+            if after.is_finished() {
+                self.finished.notify(usize::MAX);
+            }
+        }
+    }
+
+    // ----- lifecycle and introspection -----
+
+    /// Closes the queue. Returns `true` for the call that closed it.
+    ///
+    /// Offers fail from now on with their value handed back (duplicates of
+    /// pending keys too); blocked offerers wake and fail the same way. Takes
+    /// go on returning what is queued, then report `Closed`. Leases still
+    /// ack and nack; a nacked entry is queued again and can be taken.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, TryOfferError};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// assert!(q.close());
+    /// assert!(!q.close());
+    /// assert_eq!(q.try_offer_key(1), Err(TryOfferError::Closed(1)));
+    /// assert!(q.take().is_ok());
+    /// assert!(q.take().is_err());
+    /// ```
+    pub fn close(&self) -> bool {
+        let closed_now = self.occupancy.close();
+        if closed_now {
+            self.not_full.notify(usize::MAX);
+            self.not_empty.notify(usize::MAX);
+            self.finished.notify(usize::MAX);
+        }
+        closed_now
+    }
+
+    /// Closes the queue, then waits until every queued entry has been taken
+    /// and every lease has ended with an ack (a graceful drain that also
+    /// covers work in flight). Returns `true` if that happened within
+    /// `timeout`, `false` if the timeout passed first.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.try_take_leased().unwrap();
+    /// assert!(!q.close_and_wait(Duration::from_millis(1))); // still in flight
+    /// lease.ack();
+    /// assert!(q.close_and_wait(Duration::from_millis(1)));
+    /// ```
+    pub fn close_and_wait(&self, timeout: Duration) -> bool {
+        self.close();
+        let deadline = Instant::now().checked_add(timeout);
+        wait::block_on(&self.finished, deadline, (), |()| {
+            if self.occupancy.load().is_finished() {
+                Step::Done(())
+            } else {
+                Step::Retry(())
+            }
+        })
+        .is_ok()
+    }
+
+    /// `true` once [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.occupancy.load().is_closed()
+    }
+
+    /// The number of entries queued now, not counting those in flight.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// q.offer_key(2).unwrap();
+    /// let _lease = q.try_take_leased().unwrap();
+    /// assert_eq!((q.len(), q.in_flight()), (1, 1));
+    /// ```
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// `true` if nothing is queued (entries may still be in flight).
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// `true` if every slot is claimed (queued plus in flight): a new key or
+    /// item would be refused, though a pending key is still coalesced.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(1);
+    /// q.offer_key(1).unwrap();
+    /// assert!(q.is_full());
+    /// assert!(q.try_offer_key(1).is_ok()); // coalesced
+    /// assert!(q.try_offer_key(2).is_err());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.occupancy.load().claimed() >= self.capacity
+    }
+
+    /// The number of entries leased and not yet acked or nacked.
+    pub fn in_flight(&self) -> usize {
+        self.occupancy.load().in_flight()
+    }
+
+    /// The most entries (queued plus in flight) the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The policy for keys offered while in flight.
+    pub fn in_flight_policy(&self) -> InFlightPolicy {
+        self.policy
+    }
+
+    /// `true` if `key` is pending: queued, or in flight.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// assert!(q.is_pending(&1));
+    /// q.take().unwrap();
+    /// assert!(!q.is_pending(&1));
+    /// ```
+    pub fn is_pending(&self, key: &K) -> bool {
+        self.keys.get(key).is_some()
+    }
+
+    /// Counters since the queue was built, and the current depth.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let now = self.occupancy.load();
+        let enqueued = c.sum(Counter::Enqueued);
+        let coalesced_queued = c.sum(Counter::CoalescedQueued);
+        let coalesced_in_flight = c.sum(Counter::CoalescedInFlight);
+        let full_rejections = c.sum(Counter::FullRejections);
+        let closed_rejections = c.sum(Counter::ClosedRejections);
+        Stats {
+            offered: enqueued
+                + coalesced_queued
+                + coalesced_in_flight
+                + full_rejections
+                + closed_rejections,
+            enqueued,
+            coalesced_queued,
+            coalesced_in_flight,
+            full_rejections,
+            closed_rejections,
+            taken: c.sum(Counter::Taken),
+            acked: c.sum(Counter::Acked),
+            nacked: c.sum(Counter::Nacked),
+            requeued_dirty: c.sum(Counter::RequeuedDirty),
+            queued: self.ring.len(),
+            in_flight: now.in_flight(),
+            high_water_mark: c.high_water_mark(),
+            oldest_lease_age: self.lease_clock.oldest_age(),
+        }
+    }
+
+    /// The number of keys pending (queued or in flight), for tests of G6.
+    #[doc(hidden)]
+    pub fn pending_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The claimed slots, for tests of G3 and G6.
+    #[doc(hidden)]
+    pub fn claimed_slots(&self) -> usize {
+        self.occupancy.load().claimed()
+    }
+}
+
+impl<K, V, S> fmt::Debug for CoalescingQueue<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let now = self.occupancy.load();
+        f.debug_struct("CoalescingQueue")
+            .field("capacity", &self.capacity)
+            .field("claimed", &now.claimed())
+            .field("in_flight", &now.in_flight())
+            .field("closed", &now.is_closed())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}

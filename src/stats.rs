@@ -1,0 +1,161 @@
+//! Operation counters and the public `Stats` snapshot.
+//!
+//! Counters are striped: each thread adds to its own cache line, chosen once
+//! per thread, so counting never makes producers on different cores write
+//! the same line. A snapshot sums the stripes; counts taken while operations
+//! run are each exact at some instant, not all at the same one.
+
+use crate::sync::StatCell;
+use core::sync::atomic::Ordering::Relaxed;
+use core::time::Duration;
+use crossbeam_utils::CachePadded;
+
+/// What happened to a queue since it was built, and where it stands now.
+///
+/// ```
+/// use coalescing_queue::CoalescingQueue;
+///
+/// let q = CoalescingQueue::<u32, String>::new(4);
+/// q.try_offer_key(1).unwrap();
+/// q.try_offer_key(1).unwrap();
+/// q.try_offer("item".to_string()).unwrap();
+/// q.try_take().unwrap();
+///
+/// let stats = q.stats();
+/// assert_eq!(stats.offered, 3);
+/// assert_eq!(stats.enqueued, 2); // one key copy, one item
+/// assert_eq!(stats.coalesced(), 1);
+/// assert_eq!(stats.taken, 1);
+/// assert_eq!(stats.queued, 1);
+/// assert_eq!(stats.high_water_mark, 2);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Offers of keys and items, accepted or not.
+    pub offered: u64,
+    /// Offers that put a new entry (a key copy or an item) into the queue.
+    pub enqueued: u64,
+    /// Key offers absorbed by a queued copy of the same key.
+    pub coalesced_queued: u64,
+    /// Key offers absorbed by an in-flight copy (marked for requeue under
+    /// `InFlightPolicy::Requeue`, dropped under `InFlightPolicy::Drop`).
+    pub coalesced_in_flight: u64,
+    /// Offers refused because the queue was full (`Full` or `Timeout`).
+    pub full_rejections: u64,
+    /// Offers refused because the queue was closed.
+    pub closed_rejections: u64,
+    /// Entries taken, plain or leased.
+    pub taken: u64,
+    /// Leases acknowledged.
+    pub acked: u64,
+    /// Leases nacked or dropped (their entry queued again).
+    pub nacked: u64,
+    /// Keys queued again because they were offered while in flight.
+    pub requeued_dirty: u64,
+    /// Entries queued right now (not counting those in flight).
+    pub queued: usize,
+    /// Entries leased and not yet acked or nacked.
+    pub in_flight: usize,
+    /// The most slots ever claimed at once (queued + in flight).
+    pub high_water_mark: usize,
+    /// How long the oldest lease still out has been out.
+    pub oldest_lease_age: Option<Duration>,
+}
+
+impl Stats {
+    /// All coalesced key offers, into queued and in-flight copies.
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced_queued + self.coalesced_in_flight
+    }
+}
+
+/// One counter of `Counters`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Enqueued,
+    CoalescedQueued,
+    CoalescedInFlight,
+    FullRejections,
+    ClosedRejections,
+    Taken,
+    Acked,
+    Nacked,
+    RequeuedDirty,
+}
+
+const COUNTERS: usize = Counter::RequeuedDirty as usize + 1;
+
+type Stripe = CachePadded<[StatCell; COUNTERS]>;
+
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+    high_water_mark: CachePadded<StatCell>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        let stripes = std::thread::available_parallelism()
+            .map_or(4, usize::from)
+            .next_power_of_two()
+            .clamp(1, 64);
+        Self {
+            stripes: (0..stripes)
+                .map(|_| CachePadded::new(core::array::from_fn(|_| StatCell::new(0))))
+                .collect(),
+            high_water_mark: CachePadded::new(StatCell::new(0)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter) {
+        // Relaxed: a counter is only ever summed for a report; it orders nothing.
+        self.stripe()[counter as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Raises the high-water mark to `claimed` if it is higher. Reads first so
+    /// that the common case (no new mark) writes nothing shared.
+    #[inline]
+    pub(crate) fn note_claimed(&self, claimed: usize) {
+        let claimed = claimed as u64;
+        if claimed > self.high_water_mark.load(Relaxed) {
+            self.high_water_mark.fetch_max(claimed, Relaxed);
+        }
+    }
+
+    pub(crate) fn high_water_mark(&self) -> usize {
+        self.high_water_mark.load(Relaxed) as usize
+    }
+
+    pub(crate) fn sum(&self, counter: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|stripe| stripe[counter as usize].load(Relaxed))
+            .sum()
+    }
+
+    #[inline]
+    fn stripe(&self) -> &Stripe {
+        &self.stripes[thread_stripe() & (self.stripes.len() - 1)]
+    }
+}
+
+/// This thread's stripe number, handed out round-robin on first use.
+#[inline]
+fn thread_stripe() -> usize {
+    use core::cell::Cell;
+    use core::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE
+        .try_with(|stripe| {
+            if stripe.get() == usize::MAX {
+                stripe.set(NEXT.fetch_add(1, Relaxed));
+            }
+            stripe.get()
+        })
+        // A thread being torn down counts on stripe 0.
+        .unwrap_or(0)
+}
