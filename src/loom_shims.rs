@@ -48,9 +48,6 @@ impl<T> Ring<T> {
         self.len() == 0
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
 }
 
 /// Key map with the `DashMap` methods the crate calls.
