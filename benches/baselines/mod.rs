@@ -1,0 +1,415 @@
+//! The designs the crate is measured against (issue 6, DESIGN.md section 6),
+//! behind one small trait so that every workload runs the same code on each.
+//!
+//! All of them use the crate's key type and the crate's default hasher
+//! (`coalescing_queue::DefaultHasher`, i.e. `foldhash::fast::RandomState`):
+//!
+//! * `crate`   - `CoalescingQueue<Key, Box<Message>>` (try forms, `take_batch`);
+//! * `raw`     - `crossbeam_queue::ArrayQueue<Key>`, no dedupe: the limit;
+//! * `mutex`   - `Mutex<(VecDeque<Key>, HashSet<Key>)>` with coalescing: what a
+//!   user writes by hand;
+//! * `ported`  - the seed's design: `crossbeam_channel::bounded<Key>` plus
+//!   `Mutex<HashSet<Key>>`, reserve in the set, then `try_send`, and on
+//!   `Full` remove the reservation again; take = recv, then remove;
+//! * `eager`   - a boxed 120-byte message built from the key at every offer,
+//!   no dedupe, in a `crossbeam_channel::bounded<Box<Message>>`.
+//!
+//! Deduping designs deliver keys; materializing a key into a message is the
+//! consumer's own code and the same for all of them, so it is not part of
+//! the queue's cost. The eager design pays it (and an allocation) per offer:
+//! that is what it is.
+//!
+//! This file is shared by `benches/queues.rs` and `examples/memory.rs`.
+#![allow(dead_code)]
+
+use coalescing_queue::{CoalescingQueue, DefaultHasher, Entry, Offered};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_queue::ArrayQueue;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The issue's key: 32 bytes (u128 id, u64 ts, two flags), 16-byte aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub id: u128,
+    pub ts: u64,
+    pub a: bool,
+    pub b: bool,
+}
+
+const _: () = assert!(core::mem::size_of::<Key>() == 32);
+
+/// Key number `i`: id `0x9e3779b97f4a7c15 << 64 | i`, ts `i + 1000`.
+#[inline]
+pub fn key(i: u64) -> Key {
+    Key {
+        id: (0x9e37_79b9_7f4a_7c15_u128 << 64) | i as u128,
+        ts: i + 1000,
+        a: i & 1 == 1,
+        b: false,
+    }
+}
+
+/// A fully built message, as the eager design sends per offer.
+pub type Message = [u8; 120];
+
+/// Builds the message for `key` (a stand-in for serialization).
+#[inline]
+pub fn materialize(key: &Key) -> Box<Message> {
+    let mut m = Box::new([0u8; 120]);
+    m[0..16].copy_from_slice(&key.id.to_le_bytes());
+    m[16..24].copy_from_slice(&key.ts.to_le_bytes());
+    m[24] = key.a as u8;
+    m[25] = key.b as u8;
+    m[26..34].copy_from_slice(b"DDL-DONE");
+    m
+}
+
+/// One design under test, reduced to the operations the workloads use.
+/// Everything is a non-blocking try form: the workloads wait the same way
+/// (spin, then yield) for every design.
+pub trait Design: Send + Sync + Sized {
+    /// Benchmark function name, also the column in the report.
+    const NAME: &'static str;
+    /// Whether duplicate pending keys are coalesced.
+    const DEDUPES: bool;
+    /// What an offer carries (a key, or a built message for `eager`).
+    type Pending: Send;
+    /// What a take returns.
+    type Out: Send;
+
+    fn with_capacity(capacity: usize) -> Self;
+    /// Turns a key into what is offered (done once per offer, not per retry).
+    fn prepare(key: Key) -> Self::Pending;
+    /// `Ok(true)` new entry, `Ok(false)` coalesced, `Err(back)` full.
+    fn try_offer(&self, p: Self::Pending) -> Result<bool, Self::Pending>;
+    fn try_take(&self) -> Option<Self::Out>;
+    /// Appends up to `max` entries to `out` without blocking; returns how many.
+    /// Only ever called by a single consumer.
+    fn take_batch(&self, out: &mut Vec<Self::Out>, max: usize) -> usize;
+}
+
+// ----- the crate -----
+
+pub struct Crate(pub CoalescingQueue<Key, Box<Message>>);
+
+impl Design for Crate {
+    const NAME: &'static str = "crate";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Entry<Key, Box<Message>>;
+
+    fn with_capacity(capacity: usize) -> Self {
+        // `new` uses `DefaultHasher` = foldhash::fast::RandomState.
+        Crate(CoalescingQueue::new(capacity))
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        match self.0.try_offer_key(k) {
+            Ok(Offered::Enqueued) => Ok(true),
+            Ok(Offered::Coalesced) => Ok(false),
+            Err(e) => Err(e.into_inner()),
+        }
+    }
+    #[inline]
+    fn try_take(&self) -> Option<Self::Out> {
+        self.0.try_take().ok()
+    }
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Self::Out>, max: usize) -> usize {
+        // `take_batch` blocks (parks) for its first entry; check first so the
+        // consumer waits the same way as with the other designs. Sound with
+        // one consumer: nobody else can empty the ring in between.
+        if self.0.is_empty() {
+            return 0;
+        }
+        self.0.take_batch(out, max, Duration::ZERO)
+    }
+}
+
+// ----- raw ArrayQueue, no dedupe: the limit -----
+
+pub struct Raw(pub ArrayQueue<Key>);
+
+impl Design for Raw {
+    const NAME: &'static str = "raw";
+    const DEDUPES: bool = false;
+    type Pending = Key;
+    type Out = Key;
+
+    fn with_capacity(capacity: usize) -> Self {
+        Raw(ArrayQueue::new(capacity))
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        self.0.push(k).map(|()| true)
+    }
+    #[inline]
+    fn try_take(&self) -> Option<Key> {
+        self.0.pop()
+    }
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.0.pop() {
+                Some(k) => out.push(k),
+                None => break,
+            }
+            n += 1;
+        }
+        n
+    }
+}
+
+// ----- Mutex<(VecDeque, HashSet)>: what a user writes by hand -----
+
+pub struct MutexQ {
+    inner: Mutex<(VecDeque<Key>, HashSet<Key, DefaultHasher>)>,
+    capacity: usize,
+}
+
+impl Design for MutexQ {
+    const NAME: &'static str = "mutex";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Key;
+
+    fn with_capacity(capacity: usize) -> Self {
+        MutexQ {
+            inner: Mutex::new((
+                VecDeque::with_capacity(capacity),
+                HashSet::with_capacity_and_hasher(capacity, DefaultHasher::default()),
+            )),
+            capacity,
+        }
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    /// If pending -> coalesced; else if full -> Full; else insert + push_back.
+    /// (Written with one hash per offer: `insert` reports a present key.)
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, set) = &mut *g;
+        if deque.len() >= self.capacity {
+            return if set.contains(&k) { Ok(false) } else { Err(k) };
+        }
+        if set.insert(k) {
+            deque.push_back(k);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+    #[inline]
+    fn try_take(&self) -> Option<Key> {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, set) = &mut *g;
+        let k = deque.pop_front()?;
+        set.remove(&k);
+        Some(k)
+    }
+    /// One lock per batch.
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, set) = &mut *g;
+        let mut n = 0;
+        while n < max {
+            let Some(k) = deque.pop_front() else { break };
+            set.remove(&k);
+            out.push(k);
+            n += 1;
+        }
+        n
+    }
+}
+
+// ----- the seed's design, ported: channel + Mutex<HashSet>, reserve then send -----
+
+pub struct Ported {
+    tx: Sender<Key>,
+    rx: Receiver<Key>,
+    set: Mutex<HashSet<Key, DefaultHasher>>,
+}
+
+impl Design for Ported {
+    const NAME: &'static str = "ported";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Key;
+
+    fn with_capacity(capacity: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        Ported {
+            tx,
+            rx,
+            set: Mutex::new(HashSet::with_capacity_and_hasher(
+                capacity,
+                DefaultHasher::default(),
+            )),
+        }
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        // Reserve: lock the set, coalesce if present, else insert, unlock.
+        if !self.set.lock().unwrap().insert(k) {
+            return Ok(false);
+        }
+        // Then send; on Full roll the reservation back (the seed's bug: an
+        // offer coalesced into the reservation meanwhile is lost).
+        match self.tx.try_send(k) {
+            Ok(()) => Ok(true),
+            Err(TrySendError::Full(k)) => {
+                self.set.lock().unwrap().remove(&k);
+                Err(k)
+            }
+            Err(TrySendError::Disconnected(_)) => unreachable!(),
+        }
+    }
+    #[inline]
+    fn try_take(&self) -> Option<Key> {
+        match self.rx.try_recv() {
+            Ok(k) => {
+                self.set.lock().unwrap().remove(&k);
+                Some(k)
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => unreachable!(),
+        }
+    }
+    /// Receives up to `max`, then removes them all under one lock.
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
+        let start = out.len();
+        while out.len() - start < max {
+            match self.rx.try_recv() {
+                Ok(k) => out.push(k),
+                Err(_) => break,
+            }
+        }
+        let n = out.len() - start;
+        if n > 0 {
+            let mut set = self.set.lock().unwrap();
+            for k in &out[start..] {
+                set.remove(k);
+            }
+        }
+        n
+    }
+}
+
+// ----- eager materialization: a boxed message per offer, no dedupe -----
+
+pub struct Eager {
+    tx: Sender<Box<Message>>,
+    rx: Receiver<Box<Message>>,
+}
+
+impl Design for Eager {
+    const NAME: &'static str = "eager";
+    const DEDUPES: bool = false;
+    type Pending = Box<Message>;
+    type Out = Box<Message>;
+
+    fn with_capacity(capacity: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        Eager { tx, rx }
+    }
+    #[inline]
+    fn prepare(key: Key) -> Box<Message> {
+        materialize(&key)
+    }
+    #[inline]
+    fn try_offer(&self, m: Box<Message>) -> Result<bool, Box<Message>> {
+        match self.tx.try_send(m) {
+            Ok(()) => Ok(true),
+            Err(TrySendError::Full(m)) => Err(m),
+            Err(TrySendError::Disconnected(_)) => unreachable!(),
+        }
+    }
+    #[inline]
+    fn try_take(&self) -> Option<Box<Message>> {
+        self.rx.try_recv().ok()
+    }
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Box<Message>>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.rx.try_recv() {
+                Ok(m) => out.push(m),
+                Err(_) => break,
+            }
+            n += 1;
+        }
+        n
+    }
+}
+
+// ----- waiting: the same for every design -----
+
+/// Spin a little (exponentially), then yield the core.
+pub struct Backoff(u32);
+
+impl Backoff {
+    #[inline]
+    pub fn new() -> Self {
+        Backoff(0)
+    }
+    #[inline]
+    pub fn snooze(&mut self) {
+        if self.0 < 6 {
+            for _ in 0..1u32 << self.0 {
+                std::hint::spin_loop();
+            }
+            self.0 += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Offers `key`, waiting (spin, then yield) while the design is full.
+/// Returns whether it became a new entry.
+#[inline]
+pub fn offer_wait<D: Design>(q: &D, key: Key) -> bool {
+    let mut p = D::prepare(key);
+    let mut backoff = Backoff::new();
+    loop {
+        match q.try_offer(p) {
+            Ok(new) => return new,
+            Err(back) => {
+                p = back;
+                backoff.snooze();
+            }
+        }
+    }
+}
+
+/// Takes one entry, waiting (spin, then yield) while the design is empty.
+#[inline]
+pub fn take_wait<D: Design>(q: &D) -> D::Out {
+    let mut backoff = Backoff::new();
+    loop {
+        if let Some(out) = q.try_take() {
+            return out;
+        }
+        backoff.snooze();
+    }
+}

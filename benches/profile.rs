@@ -1,0 +1,180 @@
+//! A plain driver for profilers (callgrind, perf): runs one workload of
+//! `benches/queues.rs` on one design for a fixed number of items, without
+//! criterion, so instruction counts per item are repeatable.
+//!
+//! ```text
+//! cargo bench --bench profile --no-run      # prints the binary's path
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out \
+//!     target/release/deps/profile-<hash> st_unique_pair crate 200000
+//! callgrind_annotate cg.out | head -60
+//! ```
+//!
+//! Workloads: st_unique_pair, st_dup90, spsc. Designs: crate, mutex, ported,
+//! raw, eager. Run with `cargo bench` (no workload given) it does nothing.
+
+#[path = "baselines/mod.rs"]
+mod baselines;
+
+use baselines::{key, offer_wait, take_wait, Crate, Design, Eager, MutexQ, Ported, Raw};
+use std::hint::black_box;
+use std::time::Instant;
+
+fn st_unique_pair<D: Design>(q: &D, n: u64) {
+    for i in 0..n {
+        black_box(q.try_offer(D::prepare(black_box(key(i)))).is_ok());
+        black_box(q.try_take());
+    }
+}
+
+fn st_dup90<D: Design>(q: &D, n: u64) {
+    for i in 0..n {
+        let mut enqueued = 0;
+        for _ in 0..10 {
+            if let Ok(true) = q.try_offer(D::prepare(black_box(key(i)))) {
+                enqueued += 1;
+            }
+        }
+        for _ in 0..enqueued {
+            black_box(q.try_take());
+        }
+    }
+}
+
+fn spsc<D: Design>(q: &D, n: u64) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..n {
+                offer_wait(q, key(i));
+            }
+        });
+        for _ in 0..n {
+            black_box(take_wait(q));
+        }
+    });
+}
+
+fn run<D: Design>(workload: &str, n: u64) {
+    let capacity = if workload == "spsc" { 1 << 16 } else { 1024 };
+    let q = D::with_capacity(capacity);
+    // Warm-up outside the measured loop (callgrind still counts it; keep n
+    // large against it, or use --toggle-collect on the workload function).
+    st_unique_pair(&q, 1000);
+    let t = Instant::now();
+    match workload {
+        "st_unique_pair" => st_unique_pair(&q, n),
+        "st_dup90" => st_dup90(&q, n),
+        "spsc" => spsc(&q, n),
+        other => panic!("unknown workload {other}"),
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!("{workload} {} n={n}: {ns:.1} ns per iteration", D::NAME);
+}
+
+/// Costs of the parts the crate's hot path is made of, each in isolation on
+/// one thread (ns per operation, best of 5 runs of `n`): evidence for where
+/// the time goes. `profile parts` runs it.
+fn parts(n: u64) {
+    use coalescing_queue::DefaultHasher;
+    use core::hash::BuildHasher;
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    fn time(name: &str, n: u64, mut f: impl FnMut(u64)) {
+        let best = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for i in 0..n {
+                    f(i);
+                }
+                t.elapsed().as_nanos() as f64 / n as f64
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("{name:<58} {best:>7.1} ns");
+    }
+    type E = coalescing_queue::Entry<baselines::Key, Box<baselines::Message>>;
+
+    let hasher = DefaultHasher::default();
+    time("foldhash of the 32-byte key", n, |i| {
+        black_box(hasher.hash_one(black_box(key(i))));
+    });
+    let word = AtomicU64::new(0);
+    time("AtomicU64 CAS (claim) + fetch_sub (release)", n, |_| {
+        let c = word.load(Ordering::Acquire);
+        let _ = word.compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire);
+        word.fetch_sub(1, Ordering::AcqRel);
+    });
+    let counter = AtomicU64::new(0);
+    time("one Relaxed fetch_add (a stats counter)", n, |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let event = event_listener::Event::new();
+    event.notify_additional(1);
+    time("Event::notify_additional(1), nobody listening", n, |_| {
+        black_box(event.notify_additional(1));
+    });
+    time("Event::notify_additional_relaxed(1), nobody listening", n, |_| {
+        black_box(event.notify_additional_relaxed(1));
+    });
+    time("Event::total_listeners() (a lock; no public lock-free check)", n, |_| {
+        black_box(event.total_listeners());
+    });
+    let ring = crossbeam_queue::ArrayQueue::<E>::new(1024);
+    time("ArrayQueue<Entry<Key, Box<Msg>>> push + pop", n, |i| {
+        let _ = ring.push(coalescing_queue::Entry::Key(key(i)));
+        black_box(ring.pop());
+    });
+    let map = dashmap::DashMap::<baselines::Key, u8, DefaultHasher>::with_capacity_and_hasher(
+        1024,
+        DefaultHasher::default(),
+    );
+    time("DashMap entry().insert + remove (new key)", n, |i| {
+        map.entry(key(i)).or_insert(0);
+        black_box(map.remove(&key(i)));
+    });
+    map.insert(key(7), 0);
+    time("DashMap entry() on a present key (dup offer's lookup)", n, |_| {
+        match map.entry(black_box(key(7))) {
+            dashmap::mapref::entry::Entry::Occupied(o) => {
+                black_box(o.get());
+            }
+            dashmap::mapref::entry::Entry::Vacant(_) => unreachable!(),
+        }
+    });
+    time("DashMap get() on a present key (read lock)", n, |_| {
+        black_box(map.get(&black_box(key(7))).is_some());
+    });
+    let set = Mutex::new(HashSet::<baselines::Key, DefaultHasher>::with_capacity_and_hasher(
+        1024,
+        DefaultHasher::default(),
+    ));
+    time("Mutex<HashSet> lock+insert+unlock, lock+remove+unlock", n, |i| {
+        set.lock().unwrap().insert(key(i));
+        black_box(set.lock().unwrap().remove(&key(i)));
+    });
+    set.lock().unwrap().insert(key(7));
+    time("Mutex<HashSet> lock+contains+unlock (dup)", n, |_| {
+        black_box(set.lock().unwrap().contains(&black_box(key(7))));
+    });
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("parts") {
+        let n = std::env::args().nth(2).map_or(2_000_000, |s| s.parse().expect("n"));
+        return parts(n);
+    }
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let [workload, design, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: profile <workload> <design> [n]  (nothing to do)");
+        return;
+    };
+    let n = rest.first().map_or(200_000, |s| s.parse().expect("n"));
+    match design.as_str() {
+        "crate" => run::<Crate>(workload, n),
+        "mutex" => run::<MutexQ>(workload, n),
+        "ported" => run::<Ported>(workload, n),
+        "raw" => run::<Raw>(workload, n),
+        "eager" => run::<Eager>(workload, n),
+        other => panic!("unknown design {other}"),
+    }
+}

@@ -1,0 +1,246 @@
+//! Issue 6 workloads: the crate and every baseline in the same criterion
+//! group, so one run gives all the medians to compare.
+//!
+//! `cargo bench --bench queues` (all), `cargo bench --bench queues -- spsc`
+//! (one group). `scripts/bench-report` runs it and prints the ratio table.
+//!
+//! What one criterion iteration is, per group (the report divides by it):
+//! * `st_unique_pair` - one offer of a new key + one take;
+//! * `st_dup90`       - 10 offers of one key (1 new + 9 duplicates while it
+//!   is pending), then the takes that drain them (1 for deduping designs, 10
+//!   for the others): report ns per offer = median / 10;
+//! * `spsc`, `mpmc_2t`, `mpmc_4t_over`, `batch` - one item (offered once and
+//!   taken once, distinct keys), timed with `iter_custom` over many items
+//!   spread across threads: median is ns per item.
+//!
+//! All waits are the same for every design: spin a little, then yield.
+
+#[path = "baselines/mod.rs"]
+mod baselines;
+
+use baselines::{key, offer_wait, take_wait, Backoff, Crate, Design, Eager, MutexQ, Ported, Raw};
+use criterion::measurement::WallTime;
+use criterion::{
+    black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput,
+};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Capacity for the single-threaded workloads (never more than 10 pending).
+const ST_CAPACITY: usize = 1024;
+/// Capacity for the threaded workloads: room for producers to run ahead.
+const MT_CAPACITY: usize = 1 << 16;
+/// `take_batch` size in the `batch` workload.
+const BATCH: usize = 256;
+
+fn group<'a>(c: &'a mut Criterion, name: &str, threaded: bool) -> BenchmarkGroup<'a, WallTime> {
+    // ns per offer for st_dup90 (10 offers per iteration), per item otherwise.
+    let elements = if name == "st_dup90" { 10 } else { 1 };
+    let mut g = c.benchmark_group(name);
+    if threaded {
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(700))
+            .measurement_time(Duration::from_secs(3));
+    } else {
+        g.sample_size(30)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+    }
+    g.throughput(Throughput::Elements(elements));
+    g
+}
+
+// ----- single thread -----
+
+fn st_unique_pair<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(ST_CAPACITY);
+    let mut i = 0u64;
+    g.bench_function(D::NAME, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(q.try_offer(D::prepare(black_box(key(i)))).is_ok());
+            black_box(q.try_take());
+        })
+    });
+}
+
+fn st_dup90<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(ST_CAPACITY);
+    let mut i = 0u64;
+    g.bench_function(D::NAME, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let mut enqueued = 0;
+            for _ in 0..10 {
+                // 1 new key, then 9 duplicates of it while it is pending.
+                if let Ok(true) = q.try_offer(D::prepare(black_box(key(i)))) {
+                    enqueued += 1;
+                }
+            }
+            // Drain what was enqueued: 1 take if deduped, 10 if not.
+            for _ in 0..enqueued {
+                black_box(q.try_take());
+            }
+        })
+    });
+}
+
+// ----- threads -----
+
+/// Runs `threads` closures (given their index) released together by a
+/// barrier; returns the wall time from the release to the last join.
+fn run_threads<F>(threads: usize, f: F) -> Duration
+where
+    F: Fn(usize) + Sync,
+{
+    let barrier = Barrier::new(threads + 1);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (f, barrier) = (&f, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    f(t)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for h in handles {
+            h.join().unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+/// Splits `n` items among `parts`: the share of part `t`.
+fn share(n: u64, parts: u64, t: u64) -> u64 {
+    n / parts + u64::from(t < n % parts)
+}
+
+fn spsc<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(MT_CAPACITY);
+    g.bench_function(D::NAME, |b| {
+        b.iter_custom(|n| {
+            run_threads(2, |t| {
+                if t == 0 {
+                    for i in 0..n {
+                        offer_wait(&q, key(i));
+                    }
+                } else {
+                    for _ in 0..n {
+                        black_box(take_wait(&q));
+                    }
+                }
+            })
+        })
+    });
+}
+
+fn mpmc_2t<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(MT_CAPACITY);
+    g.bench_function(D::NAME, |b| {
+        b.iter_custom(|n| {
+            run_threads(2, |t| {
+                // Each thread offers its own keys and takes as many entries
+                // (its own or the other's): at least one is always there.
+                let base = t as u64 * (n / 2 + 1);
+                for i in 0..share(n, 2, t as u64) {
+                    offer_wait(&q, key(base + i));
+                    black_box(take_wait(&q));
+                }
+            })
+        })
+    });
+}
+
+fn mpmc_4t_over<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(MT_CAPACITY);
+    g.bench_function(D::NAME, |b| {
+        b.iter_custom(|n| {
+            // Threads 0, 1 produce; 2, 3 consume; each consumer takes a fixed
+            // share, so no shared "done" counter is needed.
+            run_threads(4, |t| {
+                if t < 2 {
+                    let base = t as u64 * (n / 2 + 1);
+                    for i in 0..share(n, 2, t as u64) {
+                        offer_wait(&q, key(base + i));
+                    }
+                } else {
+                    for _ in 0..share(n, 2, t as u64 - 2) {
+                        black_box(take_wait(&q));
+                    }
+                }
+            })
+        })
+    });
+}
+
+fn batch<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(MT_CAPACITY);
+    g.bench_function(D::NAME, |b| {
+        b.iter_custom(|n| {
+            // Threads 0, 1 produce; thread 2 drains in batches of up to 256.
+            run_threads(3, |t| {
+                if t < 2 {
+                    let base = t as u64 * (n / 2 + 1);
+                    for i in 0..share(n, 2, t as u64) {
+                        offer_wait(&q, key(base + i));
+                    }
+                } else {
+                    let mut out = Vec::with_capacity(BATCH);
+                    let mut got = 0u64;
+                    let mut backoff = Backoff::new();
+                    while got < n {
+                        let k = q.take_batch(&mut out, BATCH);
+                        if k == 0 {
+                            backoff.snooze();
+                        } else {
+                            backoff = Backoff::new();
+                            got += k as u64;
+                            black_box(&out);
+                            out.clear();
+                        }
+                    }
+                }
+            })
+        })
+    });
+}
+
+// ----- groups -----
+
+macro_rules! all_designs {
+    ($c:expr, $name:literal, $threaded:expr, $f:ident) => {{
+        let mut g = group($c, $name, $threaded);
+        $f::<Crate>(&mut g);
+        $f::<MutexQ>(&mut g);
+        $f::<Ported>(&mut g);
+        $f::<Raw>(&mut g);
+        $f::<Eager>(&mut g);
+        g.finish();
+    }};
+}
+
+fn benches(c: &mut Criterion) {
+    all_designs!(c, "st_unique_pair", false, st_unique_pair);
+    all_designs!(c, "st_dup90", false, st_dup90);
+    all_designs!(c, "spsc", true, spsc);
+    all_designs!(c, "mpmc_2t", true, mpmc_2t);
+    all_designs!(c, "mpmc_4t_over", true, mpmc_4t_over);
+    all_designs!(c, "batch", true, batch);
+}
+
+fn config() -> Criterion {
+    // Fewer bootstrap resamples: the analysis otherwise takes seconds per
+    // benchmark without rayon.
+    Criterion::default().nresamples(10_000)
+}
+
+criterion_group! {
+    name = queues;
+    config = config();
+    targets = benches
+}
+criterion_main!(queues);

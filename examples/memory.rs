@@ -1,0 +1,203 @@
+//! Memory report (issue 6, item 3): `cargo run --release --example memory`.
+//!
+//! A counting global allocator measures, for the crate and each baseline of
+//! `benches/baselines` (same key type, same hasher):
+//!
+//! * bytes per pending key with 1,000,000 distinct keys pending, in a queue
+//!   of capacity 2^20 (everything the design allocated, the pre-sized ring
+//!   and map included, divided by 1M);
+//! * bytes added by 1,000,000 duplicate offers (each pending key offered
+//!   once more); designs without dedupe queue them as new entries until
+//!   full, which the "dups queued" column shows;
+//! * allocations per offer in steady state: after draining and a warm-up,
+//!   100,000 offer/take cycles of new keys.
+//!
+//! Bytes are the sizes requested from the allocator (malloc rounds up a
+//! little more: a 120-byte message is a 128-byte chunk).
+
+#[path = "../benches/baselines/mod.rs"]
+mod baselines;
+
+use baselines::{key, Crate, Design, Eager, MutexQ, Ported, Raw};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees are passed on as they are; the
+// counters on the side touch no memory the allocator hands out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        LIVE_BYTES.fetch_add(layout.size() as isize, Relaxed);
+        // SAFETY: forwarded unchanged (see the impl).
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        LIVE_BYTES.fetch_add(layout.size() as isize, Relaxed);
+        // SAFETY: forwarded unchanged (see the impl).
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Relaxed);
+        // SAFETY: forwarded unchanged (see the impl).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+        // SAFETY: forwarded unchanged (see the impl).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE_BYTES.load(Relaxed)
+}
+fn allocs() -> usize {
+    ALLOCS.load(Relaxed)
+}
+
+const CAPACITY: usize = 1 << 20;
+const KEYS: u64 = 1_000_000;
+const WARM_UP: u64 = 10_000;
+const CYCLES: u64 = 100_000;
+
+struct Row {
+    name: &'static str,
+    construct_bytes: isize,
+    per_key: f64,
+    dup_bytes: isize,
+    dup_queued: u64,
+    dup_allocs: usize,
+    steady_allocs_per_offer: f64,
+    freed: bool,
+    secs: f64,
+}
+
+fn measure<D: Design>() -> Row {
+    let t0 = Instant::now();
+    let before = live();
+    let q = D::with_capacity(CAPACITY);
+    let construct_bytes = live() - before;
+
+    // 1M distinct pending keys.
+    for i in 0..KEYS {
+        q.try_offer(D::prepare(key(i)))
+            .ok()
+            .expect("room for 1M keys");
+    }
+    let per_key = (live() - before) as f64 / KEYS as f64;
+
+    // 1M duplicate offers: each pending key once more.
+    let (b, a) = (live(), allocs());
+    let mut dup_queued = 0;
+    for i in 0..KEYS {
+        if let Ok(true) = q.try_offer(D::prepare(key(i))) {
+            dup_queued += 1;
+        }
+    }
+    let dup_bytes = live() - b;
+    let dup_allocs = allocs() - a;
+
+    // Steady state: drain, warm up, then count allocations per offer over
+    // offer/take cycles of new keys.
+    while q.try_take().is_some() {}
+    let mut next = 10 * KEYS;
+    for _ in 0..WARM_UP {
+        q.try_offer(D::prepare(key(next))).ok().expect("room");
+        q.try_take().expect("an entry");
+        next += 1;
+    }
+    let a = allocs();
+    for _ in 0..CYCLES {
+        q.try_offer(D::prepare(key(next))).ok().expect("room");
+        std::hint::black_box(q.try_take().expect("an entry"));
+        next += 1;
+    }
+    let steady_allocs_per_offer = (allocs() - a) as f64 / CYCLES as f64;
+
+    drop(q);
+    Row {
+        name: D::NAME,
+        construct_bytes,
+        per_key,
+        dup_bytes,
+        dup_queued,
+        dup_allocs,
+        steady_allocs_per_offer,
+        freed: live() == before,
+        secs: t0.elapsed().as_secs_f64(),
+    }
+}
+
+fn main() {
+    // Let std set up whatever it allocates lazily before counting.
+    let _ = std::thread::available_parallelism();
+    println!(
+        "memory: key = 32 bytes, {KEYS} distinct pending keys, capacity {CAPACITY}, hasher foldhash::fast::RandomState"
+    );
+    let rows = [
+        measure::<Crate>(),
+        measure::<MutexQ>(),
+        measure::<Ported>(),
+        measure::<Raw>(),
+        measure::<Eager>(),
+    ];
+    println!();
+    println!(
+        "| design | B/pending key @1M | of which pre-sized at build | B added by 1M dup offers | dups queued as new | allocs by dup offers | allocs/offer steady | all freed | time |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {:.3} | {} | {:.1}s |",
+            r.name,
+            r.per_key,
+            r.construct_bytes as f64 / KEYS as f64,
+            r.dup_bytes,
+            r.dup_queued,
+            r.dup_allocs,
+            r.steady_allocs_per_offer,
+            if r.freed { "yes" } else { "NO" },
+            r.secs,
+        );
+    }
+    let c = &rows[0];
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!();
+    println!("targets (issue 6 item 5), crate:");
+    println!(
+        "  <= 100 B per pending key:      {:.1} B  -> {}",
+        c.per_key,
+        verdict(c.per_key <= 100.0)
+    );
+    println!(
+        "  0 B added by 1M duplicates:    {} B  -> {}",
+        c.dup_bytes,
+        verdict(c.dup_bytes == 0)
+    );
+    println!(
+        "  0 allocations per offer:       {:.3}  -> {}",
+        c.steady_allocs_per_offer,
+        verdict(c.steady_allocs_per_offer == 0.0)
+    );
+    println!();
+    println!(
+        "note: designs without dedupe ({}, {}) fill the {} free slots with duplicates, then refuse the rest as Full; \
+         with room, eager would add ~{} B per duplicate offer.",
+        Raw::NAME,
+        Eager::NAME,
+        CAPACITY as u64 - KEYS,
+        core::mem::size_of::<baselines::Message>(),
+    );
+}
