@@ -1,0 +1,509 @@
+//! A proptest model test: random single-thread op sequences run against the
+//! queue and against a plain model (`VecDeque` + `HashMap`), comparing every
+//! return value, the observable state after every op, and the stats, the
+//! depth and the G6 counters at the end. Both in-flight policies,
+//! capacities 1 to 4.
+//!
+//! `MODEL_CASES` sets the number of cases (default 512).
+
+use coalescing_queue::{
+    CoalescingQueue, Entry, InFlightPolicy, Lease, OfferError, OfferTimeoutError, Offered,
+    TryOfferError, TryTakeError,
+};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+type K = u8;
+type V = u16;
+type E = Entry<K, V>;
+type Q = CoalescingQueue<K, V>;
+
+/// Keys are drawn from `0..KEYS`, so duplicates are common.
+const KEYS: K = 4;
+
+#[derive(Clone, Debug)]
+enum Op {
+    TryOfferKey(K),
+    OfferKey(K),
+    OfferKeyTimeoutZero(K),
+    TryOfferItem(V),
+    OfferItemTimeoutZero(V),
+    TryTake,
+    TryTakeLeased,
+    Ack(usize),
+    Nack(usize),
+    DropLease(usize),
+    Close,
+    TakeBatch(usize),
+    /// Leased batch of at most `max`, then: 0 keep (split into leases),
+    /// 1 ack, 2 nack, 3 drop.
+    TakeBatchLeased(usize, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..KEYS).prop_map(Op::TryOfferKey),
+        2 => (0..KEYS).prop_map(Op::OfferKey),
+        1 => (0..KEYS).prop_map(Op::OfferKeyTimeoutZero),
+        2 => any::<V>().prop_map(Op::TryOfferItem),
+        1 => any::<V>().prop_map(Op::OfferItemTimeoutZero),
+        3 => Just(Op::TryTake),
+        3 => Just(Op::TryTakeLeased),
+        2 => any::<usize>().prop_map(Op::Ack),
+        2 => any::<usize>().prop_map(Op::Nack),
+        1 => any::<usize>().prop_map(Op::DropLease),
+        1 => Just(Op::Close),
+        2 => (0usize..=5).prop_map(Op::TakeBatch),
+        2 => ((0usize..=5), (0u8..4)).prop_map(|(max, end)| Op::TakeBatchLeased(max, end)),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyState {
+    Queued,
+    InFlight,
+    Dirty,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    offered: u64,
+    enqueued: u64,
+    coalesced_queued: u64,
+    coalesced_in_flight: u64,
+    full_rejections: u64,
+    closed_rejections: u64,
+    taken: u64,
+    acked: u64,
+    nacked: u64,
+    requeued_dirty: u64,
+    high_water_mark: usize,
+}
+
+/// The plain model of the queue.
+struct Model {
+    capacity: usize,
+    policy: InFlightPolicy,
+    ring: VecDeque<E>,
+    keys: HashMap<K, KeyState>,
+    in_flight: usize,
+    closed: bool,
+    counts: Counts,
+}
+
+impl Model {
+    fn new(capacity: usize, policy: InFlightPolicy) -> Self {
+        Self {
+            capacity,
+            policy,
+            ring: VecDeque::new(),
+            keys: HashMap::new(),
+            in_flight: 0,
+            closed: false,
+            counts: Counts::default(),
+        }
+    }
+
+    fn claimed(&self) -> usize {
+        self.ring.len() + self.in_flight
+    }
+
+    fn push_new(&mut self, entry: E) {
+        self.ring.push_back(entry);
+        self.counts.enqueued += 1;
+        self.counts.high_water_mark = self.counts.high_water_mark.max(self.claimed());
+    }
+
+    /// An offer of `key` that does not wait: what `try_offer_key` returns.
+    fn offer_key(&mut self, key: K) -> Result<Offered, TryOfferError<K>> {
+        self.counts.offered += 1;
+        if self.closed {
+            self.counts.closed_rejections += 1;
+            return Err(TryOfferError::Closed(key));
+        }
+        let full = self.claimed() >= self.capacity;
+        match self.keys.get_mut(&key) {
+            Some(KeyState::Queued) => {
+                self.counts.coalesced_queued += 1;
+                Ok(Offered::Coalesced)
+            }
+            Some(state) => {
+                if self.policy == InFlightPolicy::Requeue {
+                    *state = KeyState::Dirty;
+                }
+                self.counts.coalesced_in_flight += 1;
+                Ok(Offered::Coalesced)
+            }
+            None if full => {
+                self.counts.full_rejections += 1;
+                Err(TryOfferError::Full(key))
+            }
+            None => {
+                self.keys.insert(key, KeyState::Queued);
+                self.push_new(Entry::Key(key));
+                Ok(Offered::Enqueued)
+            }
+        }
+    }
+
+    /// `true` if a blocking offer of `key` would wait (for ever, here).
+    fn offer_key_would_block(&self, key: K) -> bool {
+        !self.closed && !self.keys.contains_key(&key) && self.claimed() >= self.capacity
+    }
+
+    fn offer_item(&mut self, item: V) -> Result<(), TryOfferError<V>> {
+        self.counts.offered += 1;
+        if self.closed {
+            self.counts.closed_rejections += 1;
+            Err(TryOfferError::Closed(item))
+        } else if self.claimed() >= self.capacity {
+            self.counts.full_rejections += 1;
+            Err(TryOfferError::Full(item))
+        } else {
+            self.push_new(Entry::Item(item));
+            Ok(())
+        }
+    }
+
+    fn take(&mut self, leased: bool) -> Result<E, TryTakeError> {
+        let Some(entry) = self.ring.pop_front() else {
+            return Err(if self.closed {
+                TryTakeError::Closed
+            } else {
+                TryTakeError::Empty
+            });
+        };
+        if let Entry::Key(key) = entry {
+            if leased {
+                let state = self.keys.get_mut(&key).expect("a queued key is in the map");
+                assert_eq!(*state, KeyState::Queued, "model: a queued key");
+                *state = KeyState::InFlight;
+            } else {
+                assert_eq!(self.keys.remove(&key), Some(KeyState::Queued));
+            }
+        }
+        if leased {
+            self.in_flight += 1;
+        }
+        self.counts.taken += 1;
+        Ok(entry)
+    }
+
+    fn end_lease(&mut self, entry: E, ack: bool) {
+        self.in_flight -= 1;
+        let requeue = match (entry, ack) {
+            (Entry::Key(key), true) => {
+                let state = self.keys[&key];
+                if state == KeyState::Dirty {
+                    self.keys.insert(key, KeyState::Queued);
+                    self.counts.requeued_dirty += 1;
+                    true
+                } else {
+                    self.keys.remove(&key);
+                    false
+                }
+            }
+            (Entry::Key(key), false) => {
+                self.keys.insert(key, KeyState::Queued);
+                true
+            }
+            (Entry::Item(_), ack) => !ack,
+        };
+        if requeue {
+            self.ring.push_back(entry);
+        }
+        if ack {
+            self.counts.acked += 1;
+        } else {
+            self.counts.nacked += 1;
+        }
+    }
+
+    /// `take_batch` with a zero linger; `None` if it would block for ever.
+    fn take_batch(&mut self, max: usize, leased: bool) -> Option<Vec<E>> {
+        if max == 0 {
+            return Some(Vec::new());
+        }
+        if self.ring.is_empty() && !self.closed {
+            return None;
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.take(leased) {
+                Ok(entry) => out.push(entry),
+                Err(_) => break,
+            }
+        }
+        Some(out)
+    }
+}
+
+fn timeout_error<T>(error: TryOfferError<T>) -> OfferTimeoutError<T> {
+    match error {
+        TryOfferError::Full(value) => OfferTimeoutError::Timeout(value),
+        TryOfferError::Closed(value) => OfferTimeoutError::Closed(value),
+    }
+}
+
+/// Compares everything observable without changing anything.
+fn check_state(q: &Q, m: &Model, leases: &[Lease<'_, K, V>]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(q.len(), m.ring.len(), "len");
+    prop_assert_eq!(q.is_empty(), m.ring.is_empty(), "is_empty");
+    prop_assert_eq!(q.in_flight(), m.in_flight, "in_flight");
+    prop_assert_eq!(leases.len(), m.in_flight, "leases held by the test");
+    prop_assert_eq!(q.is_full(), m.claimed() >= m.capacity, "is_full");
+    prop_assert_eq!(q.is_closed(), m.closed, "is_closed");
+    prop_assert_eq!(q.pending_keys(), m.keys.len(), "pending_keys");
+    prop_assert_eq!(q.claimed_slots(), m.claimed(), "claimed_slots");
+    prop_assert!(q.claimed_slots() <= m.capacity, "G3");
+    for key in 0..KEYS {
+        prop_assert_eq!(q.is_pending(&key), m.keys.contains_key(&key), "is_pending");
+    }
+    // At most one queued copy of a key (G2).
+    for key in 0..KEYS {
+        let copies = m.ring.iter().filter(|e| **e == Entry::Key(key)).count();
+        prop_assert!(copies <= 1, "model: two queued copies of {}", key);
+    }
+    Ok(())
+}
+
+fn check_counts(q: &Q, m: &Model) -> Result<(), TestCaseError> {
+    let s = q.stats();
+    let real = Counts {
+        offered: s.offered,
+        enqueued: s.enqueued,
+        coalesced_queued: s.coalesced_queued,
+        coalesced_in_flight: s.coalesced_in_flight,
+        full_rejections: s.full_rejections,
+        closed_rejections: s.closed_rejections,
+        taken: s.taken,
+        acked: s.acked,
+        nacked: s.nacked,
+        requeued_dirty: s.requeued_dirty,
+        high_water_mark: s.high_water_mark,
+    };
+    prop_assert_eq!(&real, &m.counts);
+    prop_assert_eq!(s.queued, m.ring.len());
+    prop_assert_eq!(s.in_flight, m.in_flight);
+    prop_assert_eq!(s.oldest_lease_age.is_some(), m.in_flight > 0);
+    Ok(())
+}
+
+fn run(capacity: usize, policy: InFlightPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
+    let q = Q::builder().capacity(capacity).in_flight(policy).build();
+    let mut m = Model::new(capacity, policy);
+    // The real leases, and in the model the entry each of them holds.
+    let mut leases: Vec<Lease<'_, K, V>> = Vec::new();
+    let mut leased: Vec<E> = Vec::new();
+
+    for op in ops {
+        match *op {
+            Op::TryOfferKey(key) => {
+                prop_assert_eq!(q.try_offer_key(key), m.offer_key(key));
+            }
+            Op::OfferKey(key) => {
+                if m.offer_key_would_block(key) {
+                    continue;
+                }
+                let expected = m.offer_key(key).map_err(|e| OfferError(e.into_inner()));
+                prop_assert_eq!(q.offer_key(key), expected);
+            }
+            Op::OfferKeyTimeoutZero(key) => {
+                let expected = m.offer_key(key).map_err(timeout_error);
+                prop_assert_eq!(q.offer_key_timeout(key, Duration::ZERO), expected);
+            }
+            Op::TryOfferItem(item) => {
+                prop_assert_eq!(q.try_offer(item), m.offer_item(item));
+            }
+            Op::OfferItemTimeoutZero(item) => {
+                let expected = m.offer_item(item).map_err(timeout_error);
+                prop_assert_eq!(q.offer_timeout(item, Duration::ZERO), expected);
+            }
+            Op::TryTake => {
+                prop_assert_eq!(q.try_take(), m.take(false));
+            }
+            Op::TryTakeLeased => {
+                let real = q.try_take_leased();
+                let expected = m.take(true);
+                match (real, expected) {
+                    (Ok(lease), Ok(entry)) => {
+                        prop_assert_eq!(&*lease, &entry);
+                        leases.push(lease);
+                        leased.push(entry);
+                    }
+                    (Err(real), Err(expected)) => prop_assert_eq!(real, expected),
+                    (real, expected) => {
+                        return Err(TestCaseError::fail(format!(
+                            "try_take_leased: {:?} vs model {:?}",
+                            real.map(|l| l.entry().clone()),
+                            expected
+                        )))
+                    }
+                }
+            }
+            Op::Ack(i) | Op::Nack(i) | Op::DropLease(i) => {
+                if leases.is_empty() {
+                    continue;
+                }
+                let i = i % leases.len();
+                let lease = leases.remove(i);
+                let entry = leased.remove(i);
+                prop_assert_eq!(&*lease, &entry);
+                match op {
+                    Op::Ack(_) => lease.ack(),
+                    Op::Nack(_) => lease.nack(),
+                    _ => drop(lease),
+                }
+                m.end_lease(entry, matches!(op, Op::Ack(_)));
+            }
+            Op::Close => {
+                let expected = !m.closed;
+                m.closed = true;
+                prop_assert_eq!(q.close(), expected);
+            }
+            Op::TakeBatch(max) => {
+                let Some(expected) = m.take_batch(max, false) else {
+                    continue;
+                };
+                let mut out = vec![Entry::Item(9999)];
+                let n = q.take_batch(&mut out, max, Duration::ZERO);
+                prop_assert_eq!(n, expected.len());
+                prop_assert_eq!(out.remove(0), Entry::Item(9999));
+                prop_assert_eq!(out, expected);
+            }
+            Op::TakeBatchLeased(max, end) => {
+                let Some(expected) = m.take_batch(max, true) else {
+                    continue;
+                };
+                let batch = q.take_batch_leased(max, Duration::ZERO);
+                prop_assert_eq!(batch.len(), expected.len());
+                prop_assert_eq!(batch.is_empty(), expected.is_empty());
+                prop_assert_eq!(batch.entries(), &expected[..]);
+                match end {
+                    0 => {
+                        leases.extend(batch.into_leases());
+                        leased.extend(expected);
+                    }
+                    1 => {
+                        batch.ack();
+                        for entry in expected {
+                            m.end_lease(entry, true);
+                        }
+                    }
+                    2 | 3 => {
+                        if end == 2 {
+                            batch.nack();
+                        } else {
+                            drop(batch);
+                        }
+                        for entry in expected {
+                            m.end_lease(entry, false);
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+            }
+        }
+        check_state(&q, &m, &leases)?;
+    }
+    check_counts(&q, &m)?;
+
+    // Wind down: close, end every lease with a nack (drop), drain.
+    let expected = !m.closed;
+    m.closed = true;
+    prop_assert_eq!(q.close(), expected);
+    for (lease, entry) in leases.drain(..).zip(leased.drain(..)) {
+        drop(lease);
+        m.end_lease(entry, false);
+    }
+    check_state(&q, &m, &leases)?;
+    loop {
+        let expected = m.take(false);
+        prop_assert_eq!(q.try_take(), expected);
+        if expected.is_err() {
+            break;
+        }
+    }
+    prop_assert_eq!(q.try_take(), Err(TryTakeError::Closed));
+    check_state(&q, &m, &leases)?;
+    check_counts(&q, &m)?;
+    prop_assert_eq!(q.len(), 0);
+    prop_assert_eq!(q.in_flight(), 0);
+    prop_assert_eq!(q.pending_keys(), 0, "G6: keys left");
+    prop_assert_eq!(q.claimed_slots(), 0, "G6: claims left");
+    prop_assert!(q.close_and_wait(Duration::ZERO));
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("MODEL_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn matches_the_model(
+        capacity in 1usize..=4,
+        drop_policy in any::<bool>(),
+        ops in vec(op(), 1..80),
+    ) {
+        let policy = if drop_policy { InFlightPolicy::Drop } else { InFlightPolicy::Requeue };
+        run(capacity, policy, &ops)?;
+    }
+}
+
+/// Fixed sequences that exercise the lease rules, run through the same
+/// checker (so a model bug shows up even if proptest never draws them).
+#[test]
+fn fixed_sequences_match_the_model() {
+    use Op::*;
+    let sequences: Vec<Vec<Op>> = vec![
+        vec![
+            TryOfferKey(1),
+            TryTakeLeased,
+            TryOfferKey(1),
+            Ack(0),
+            TryTake,
+        ],
+        vec![
+            TryOfferKey(1),
+            TryTakeLeased,
+            TryOfferKey(2),
+            TryOfferKey(1),
+            Nack(0),
+        ],
+        vec![
+            TryOfferKey(1),
+            TryOfferItem(5),
+            TakeBatchLeased(5, 0),
+            Close,
+            TryOfferKey(1),
+            Ack(1),
+            DropLease(0),
+            TakeBatch(5),
+        ],
+        vec![
+            TryOfferKey(1),
+            TryOfferKey(2),
+            TakeBatchLeased(1, 3),
+            TakeBatch(0),
+            TakeBatch(3),
+        ],
+    ];
+    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Drop] {
+        for capacity in 1..=4 {
+            for ops in &sequences {
+                run(capacity, policy, ops).unwrap();
+            }
+        }
+    }
+}
