@@ -337,7 +337,7 @@ fn run(capacity: usize, policy: InFlightPolicy, ops: &[Op]) -> Result<(), TestCa
                     (real, expected) => {
                         return Err(TestCaseError::fail(format!(
                             "try_take_leased: {:?} vs model {:?}",
-                            real.map(|l| l.entry().clone()),
+                            real.map(|l| *l.entry()),
                             expected
                         )))
                     }

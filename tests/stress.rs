@@ -1,0 +1,521 @@
+//! Stress tests: producers and consumers on more threads than cores, for
+//! `STRESS_SECS` seconds each (default 3). Every offer is stamped from a
+//! shared clock just before it starts, every delivery just after the take
+//! returned. After close, join and drain:
+//!
+//! * G1: for every key, its last delivery (for leases: its last *acked*
+//!   delivery) was taken after its last accepted offer began;
+//! * G2: deliveries of a key equal its `Enqueued` offers (plain takes; with
+//!   leases, acked deliveries, plus the dirty requeues under `Requeue`);
+//! * G3: the high-water mark never passed the capacity;
+//! * G6: no key and no claim is left.
+//!
+//! Pass-through items ride along and must each be delivered (acked) exactly
+//! once, in producer order for each consumer (plain takes).
+
+use coalescing_queue::{
+    CoalescingQueue, Entry, InFlightPolicy, OfferTimeoutError, Offered, TryOfferError, TryTakeError,
+};
+use futures_lite::future::block_on;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+type K = u16;
+/// (producer, sequence number)
+type V = (u8, u64);
+type Q = CoalescingQueue<K, V>;
+
+const KEYS: usize = 64;
+const PRODUCERS: usize = 3;
+/// One offer in `ITEM_EVERY` is a pass-through item.
+const ITEM_EVERY: u64 = 16;
+
+fn duration() -> Duration {
+    let secs = std::env::var("STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(secs.max(0.01))
+}
+
+/// xorshift64*: deterministic per thread, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn counters(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// What the producers saw, and the clock.
+struct Offers {
+    clock: AtomicU64,
+    /// Per key: the largest stamp of an offer that returned `Ok` (0: none).
+    last_ok: Vec<AtomicU64>,
+    /// Per key: offers that returned `Enqueued`.
+    enqueued: Vec<AtomicU64>,
+    /// Per producer: sequence numbers of the items accepted.
+    items: Vec<Mutex<Vec<u64>>>,
+}
+
+impl Offers {
+    fn new() -> Self {
+        Self {
+            clock: AtomicU64::new(1),
+            last_ok: counters(KEYS),
+            enqueued: counters(KEYS),
+            items: (0..PRODUCERS).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    fn stamp(&self) -> u64 {
+        self.clock.fetch_add(1, SeqCst)
+    }
+
+    fn accepted(&self, key: K, stamp: u64, offered: Offered) {
+        self.last_ok[key as usize].fetch_max(stamp, SeqCst);
+        if offered == Offered::Enqueued {
+            self.enqueued[key as usize].fetch_add(1, SeqCst);
+        }
+    }
+}
+
+/// Offers keys and items until `deadline`. Producer 0 blocks (`offer_key`,
+/// `offer`), producer 1 never waits (`try_*`), producer 2 waits with a
+/// timeout or asynchronously.
+fn produce(q: &Q, offers: &Offers, id: usize, deadline: Instant) {
+    let mut rng = Rng::new(id as u64 + 17);
+    let mut seq = 0u64;
+    let mut accepted_items = Vec::new();
+    while Instant::now() < deadline {
+        if rng.below(ITEM_EVERY) == 0 {
+            let item = (id as u8, seq);
+            let ok = match id {
+                0 => q.offer(item).is_ok(),
+                1 => q.try_offer(item).is_ok(),
+                _ => q.offer_timeout(item, Duration::from_millis(1)).is_ok(),
+            };
+            if ok {
+                accepted_items.push(seq);
+            }
+            seq += 1;
+            continue;
+        }
+        let key = rng.below(KEYS as u64) as K;
+        let stamp = offers.stamp();
+        let result = match id {
+            0 => q.offer_key(key).map_err(|e| e.into_inner()),
+            1 => match q.try_offer_key(key) {
+                Err(TryOfferError::Full(_)) => {
+                    thread::yield_now();
+                    continue;
+                }
+                other => other.map_err(TryOfferError::into_inner),
+            },
+            _ if rng.below(2) == 0 => match q.offer_key_timeout(key, Duration::from_millis(1)) {
+                Err(OfferTimeoutError::Timeout(_)) => continue,
+                other => other.map_err(OfferTimeoutError::into_inner),
+            },
+            _ => block_on(q.offer_key_async(key)).map_err(|e| e.into_inner()),
+        };
+        let offered = result.expect("the queue is not closed while producers run");
+        offers.accepted(key, stamp, offered);
+    }
+    offers.items[id].lock().unwrap().extend(accepted_items);
+}
+
+/// Joins the producers, closes the queue and returns; the consumers then
+/// drain it.
+fn run_producers<'s>(
+    s: &'s thread::Scope<'s, '_>,
+    q: &'s Q,
+    offers: &'s Offers,
+    deadline: Instant,
+) -> Vec<thread::ScopedJoinHandle<'s, ()>> {
+    (0..PRODUCERS)
+        .map(|id| s.spawn(move || produce(q, offers, id, deadline)))
+        .collect()
+}
+
+fn check_items(expected: &Offers, delivered: Vec<V>) {
+    let mut per_producer: Vec<Vec<u64>> = vec![Vec::new(); PRODUCERS];
+    for (p, seq) in delivered {
+        per_producer[p as usize].push(seq);
+    }
+    for (p, mut got) in per_producer.into_iter().enumerate() {
+        got.sort_unstable();
+        let want = expected.items[p].lock().unwrap().clone();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "producer {p}: items delivered vs accepted"
+        );
+        assert_eq!(got, want, "producer {p}: each item exactly once");
+    }
+}
+
+fn check_g3_g6(q: &Q, capacity: usize) {
+    assert_eq!(q.try_take(), Err(TryTakeError::Closed));
+    assert_eq!(q.len(), 0);
+    assert_eq!(q.in_flight(), 0);
+    let stats = q.stats();
+    assert!(
+        stats.high_water_mark <= capacity,
+        "G3: high-water mark {} above capacity {capacity}",
+        stats.high_water_mark
+    );
+    assert_eq!(stats.oldest_lease_age, None);
+    assert_eq!(q.pending_keys(), 0, "G6: keys left in the map");
+    assert_eq!(q.claimed_slots(), 0, "G6: claims left");
+    assert!(q.close_and_wait(Duration::ZERO));
+}
+
+// ----- plain takes -----
+
+/// What the consumers of plain takes saw.
+struct Deliveries {
+    count: Vec<AtomicU64>,
+    /// Per key: the largest stamp taken just after a take returned it.
+    last: Vec<AtomicU64>,
+}
+
+fn stress_plain(capacity: usize) {
+    let q = Q::new(capacity);
+    let offers = Offers::new();
+    let deliveries = Deliveries {
+        count: counters(KEYS),
+        last: counters(KEYS),
+    };
+    let deadline = Instant::now() + duration();
+    let mut delivered_items = Vec::new();
+
+    thread::scope(|s| {
+        let consumers: Vec<_> = (0..3)
+            .map(|kind| {
+                let (q, offers, deliveries) = (&q, &offers, &deliveries);
+                s.spawn(move || {
+                    let mut items = Vec::new();
+                    // Items of one producer reach one consumer in order (G4).
+                    let mut last_seq = [None::<u64>; PRODUCERS];
+                    let mut record = |entry: Entry<K, V>, stamp: u64| match entry {
+                        Entry::Key(k) => {
+                            deliveries.count[k as usize].fetch_add(1, SeqCst);
+                            deliveries.last[k as usize].fetch_max(stamp, SeqCst);
+                        }
+                        Entry::Item((p, seq)) => {
+                            assert!(last_seq[p as usize] < Some(seq), "item order");
+                            last_seq[p as usize] = Some(seq);
+                            items.push((p, seq));
+                        }
+                    };
+                    let mut batch = Vec::new();
+                    let mut round = 0u64;
+                    loop {
+                        round += 1;
+                        match kind {
+                            0 => {
+                                let n = q.take_batch(&mut batch, 16, Duration::from_millis(1));
+                                let stamp = offers.stamp();
+                                assert_eq!(n, batch.len());
+                                if n == 0 {
+                                    break;
+                                }
+                                for entry in batch.drain(..) {
+                                    record(entry, stamp);
+                                }
+                            }
+                            1 => match q.take() {
+                                Ok(entry) => {
+                                    let stamp = offers.stamp();
+                                    record(entry, stamp);
+                                }
+                                Err(_) => break,
+                            },
+                            _ => {
+                                let taken = if round % 2 == 0 {
+                                    block_on(q.take_async()).map_err(|_| true)
+                                } else {
+                                    q.take_timeout(Duration::from_millis(2))
+                                        .map_err(|e| e.is_closed())
+                                };
+                                match taken {
+                                    Ok(entry) => {
+                                        let stamp = offers.stamp();
+                                        record(entry, stamp);
+                                    }
+                                    Err(true) => break,
+                                    Err(false) => {}
+                                }
+                            }
+                        }
+                    }
+                    items
+                })
+            })
+            .collect();
+        for producer in run_producers(s, &q, &offers, deadline) {
+            producer.join().unwrap();
+        }
+        assert!(q.close());
+        for consumer in consumers {
+            delivered_items.extend(consumer.join().unwrap());
+        }
+    });
+
+    let mut accepted_keys = 0;
+    let mut enqueued_keys = 0;
+    for k in 0..KEYS {
+        let last_ok = offers.last_ok[k].load(SeqCst);
+        let enqueued = offers.enqueued[k].load(SeqCst);
+        let count = deliveries.count[k].load(SeqCst);
+        let last = deliveries.last[k].load(SeqCst);
+        assert_eq!(
+            count, enqueued,
+            "G2: key {k} delivered {count} times, enqueued {enqueued}"
+        );
+        if last_ok > 0 {
+            accepted_keys += 1;
+            assert!(
+                last > last_ok,
+                "G1: key {k}: last delivery at {last}, last accepted offer at {last_ok}"
+            );
+        }
+        enqueued_keys += enqueued;
+    }
+    let stats = q.stats();
+    let items = delivered_items.len() as u64;
+    assert_eq!(stats.enqueued, enqueued_keys + items);
+    assert_eq!(stats.taken, enqueued_keys + items);
+    check_items(&offers, delivered_items);
+    check_g3_g6(&q, capacity);
+    assert!(accepted_keys > 0, "the producers did nothing");
+    eprintln!("plain, capacity {capacity}: {stats:?}");
+}
+
+#[test]
+fn stress_plain_capacity_8() {
+    stress_plain(8);
+}
+
+#[test]
+fn stress_plain_capacity_64() {
+    stress_plain(64);
+}
+
+// ----- leases, with a flaky sender -----
+
+/// What the consumers of leased batches saw.
+struct Acks {
+    /// Per key: acked deliveries.
+    count: Vec<AtomicU64>,
+    /// Per key: the largest take stamp of a delivery that was then acked.
+    last_taken: Vec<AtomicU64>,
+    /// Per key: the largest stamp taken just before an ack of it.
+    last_acked: Vec<AtomicU64>,
+    /// Per key: leased right now (by whom does not matter).
+    out: Mutex<Vec<bool>>,
+    acked_entries: AtomicU64,
+    nacked_entries: AtomicU64,
+}
+
+impl Acks {
+    fn lease(&self, entries: &[Entry<K, V>]) {
+        let mut out = self.out.lock().unwrap();
+        for key in entries.iter().filter_map(Entry::key) {
+            assert!(
+                !out[*key as usize],
+                "key {key} delivered while a lease of it is out"
+            );
+            out[*key as usize] = true;
+        }
+    }
+
+    /// Called before the lease of `entry` ends, so that another consumer
+    /// may lease the key as soon as it is released.
+    fn release(&self, entry: &Entry<K, V>) {
+        if let Entry::Key(key) = entry {
+            let mut out = self.out.lock().unwrap();
+            assert!(out[*key as usize]);
+            out[*key as usize] = false;
+        }
+    }
+
+    fn acking(&self, entry: &Entry<K, V>, taken: u64, stamp: u64, items: &mut Vec<V>) {
+        match entry {
+            Entry::Key(key) => {
+                self.count[*key as usize].fetch_add(1, SeqCst);
+                self.last_taken[*key as usize].fetch_max(taken, SeqCst);
+                self.last_acked[*key as usize].fetch_max(stamp, SeqCst);
+            }
+            Entry::Item(item) => items.push(*item),
+        }
+        self.release(entry);
+        self.acked_entries.fetch_add(1, SeqCst);
+    }
+
+    fn nacking(&self, entry: &Entry<K, V>) {
+        self.release(entry);
+        self.nacked_entries.fetch_add(1, SeqCst);
+    }
+}
+
+fn consume_leased(q: &Q, offers: &Offers, acks: &Acks, id: u64) -> Vec<V> {
+    let mut rng = Rng::new(id + 1000);
+    let mut items = Vec::new();
+    loop {
+        let batch = q.take_batch_leased(8, Duration::from_millis(1));
+        let taken = offers.stamp();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 8);
+        acks.lease(batch.entries());
+        match rng.below(10) {
+            // The sender forgot the batch: dropped without a call.
+            0 => {
+                for entry in &batch {
+                    acks.nacking(entry);
+                }
+                drop(batch);
+            }
+            // The send failed: nack the whole batch.
+            1 | 2 => {
+                for entry in &batch {
+                    acks.nacking(entry);
+                }
+                batch.nack();
+            }
+            // Per-entry results: some went out, some did not.
+            3 => {
+                for (i, lease) in batch.into_leases().into_iter().enumerate() {
+                    if (i as u64 + id) % 2 == 0 {
+                        let stamp = offers.stamp();
+                        acks.acking(&lease, taken, stamp, &mut items);
+                        lease.ack();
+                    } else {
+                        acks.nacking(&lease);
+                        lease.nack();
+                    }
+                }
+            }
+            _ => {
+                let stamp = offers.stamp();
+                for entry in &batch {
+                    acks.acking(entry, taken, stamp, &mut items);
+                }
+                batch.ack();
+            }
+        }
+    }
+    items
+}
+
+fn stress_leased(capacity: usize, policy: InFlightPolicy) {
+    let q = Q::builder().capacity(capacity).in_flight(policy).build();
+    let offers = Offers::new();
+    let acks = Acks {
+        count: counters(KEYS),
+        last_taken: counters(KEYS),
+        last_acked: counters(KEYS),
+        out: Mutex::new(vec![false; KEYS]),
+        acked_entries: AtomicU64::new(0),
+        nacked_entries: AtomicU64::new(0),
+    };
+    let deadline = Instant::now() + duration();
+    let mut acked_items = Vec::new();
+
+    thread::scope(|s| {
+        let consumers: Vec<_> = (0..2u64)
+            .map(|id| {
+                let (q, offers, acks) = (&q, &offers, &acks);
+                s.spawn(move || consume_leased(q, offers, acks, id))
+            })
+            .collect();
+        for producer in run_producers(s, &q, &offers, deadline) {
+            producer.join().unwrap();
+        }
+        assert!(q.close());
+        for consumer in consumers {
+            acked_items.extend(consumer.join().unwrap());
+        }
+    });
+
+    let stats = q.stats();
+    let mut enqueued_keys = 0;
+    let mut acked_keys = 0;
+    let mut accepted_keys = 0;
+    for k in 0..KEYS {
+        let last_ok = offers.last_ok[k].load(SeqCst);
+        let enqueued = offers.enqueued[k].load(SeqCst);
+        let count = acks.count[k].load(SeqCst);
+        if last_ok > 0 {
+            accepted_keys += 1;
+            if policy == InFlightPolicy::Requeue {
+                let taken = acks.last_taken[k].load(SeqCst);
+                let acked = acks.last_acked[k].load(SeqCst);
+                assert!(
+                    taken > last_ok,
+                    "G1: key {k}: last acked delivery taken at {taken}, \
+                     last accepted offer at {last_ok}"
+                );
+                assert!(acked > taken);
+            }
+        }
+        if policy == InFlightPolicy::Drop {
+            // Every copy is acked exactly once; nothing else is queued.
+            assert_eq!(count, enqueued, "key {k}: acked vs enqueued (Drop)");
+        } else {
+            assert!(
+                count >= enqueued,
+                "key {k}: acked {count} < enqueued {enqueued}"
+            );
+        }
+        enqueued_keys += enqueued;
+        acked_keys += count;
+    }
+    // Each acked delivery is a copy that was enqueued or requeued dirty.
+    assert_eq!(acked_keys, enqueued_keys + stats.requeued_dirty);
+    if policy == InFlightPolicy::Drop {
+        assert_eq!(stats.requeued_dirty, 0);
+    }
+    assert_eq!(stats.acked, acks.acked_entries.load(SeqCst));
+    assert_eq!(stats.nacked, acks.nacked_entries.load(SeqCst));
+    assert_eq!(stats.taken, stats.acked + stats.nacked);
+    assert!(acks.out.lock().unwrap().iter().all(|out| !out));
+    check_items(&offers, acked_items);
+    check_g3_g6(&q, capacity);
+    assert!(accepted_keys > 0, "the producers did nothing");
+    eprintln!("leased {policy:?}, capacity {capacity}: {stats:?}");
+}
+
+#[test]
+fn stress_leased_flaky_sender_capacity_8() {
+    stress_leased(8, InFlightPolicy::Requeue);
+}
+
+#[test]
+fn stress_leased_flaky_sender_capacity_64() {
+    stress_leased(64, InFlightPolicy::Requeue);
+}
+
+#[test]
+fn stress_leased_flaky_sender_drop_policy() {
+    stress_leased(8, InFlightPolicy::Drop);
+}
