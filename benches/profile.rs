@@ -113,12 +113,20 @@ fn parts(n: u64) {
     time("Event::notify_additional(1), nobody listening", n, |_| {
         black_box(event.notify_additional(1));
     });
-    time("Event::notify_additional_relaxed(1), nobody listening", n, |_| {
-        black_box(event.notify_additional_relaxed(1));
-    });
-    time("Event::total_listeners() (a lock; no public lock-free check)", n, |_| {
-        black_box(event.total_listeners());
-    });
+    time(
+        "Event::notify_additional_relaxed(1), nobody listening",
+        n,
+        |_| {
+            black_box(event.notify_additional_relaxed(1));
+        },
+    );
+    time(
+        "Event::total_listeners() (a lock; no public lock-free check)",
+        n,
+        |_| {
+            black_box(event.total_listeners());
+        },
+    );
     let ring = crossbeam_queue::ArrayQueue::<E>::new(1024);
     time("ArrayQueue<Entry<Key, Box<Msg>>> push + pop", n, |i| {
         let _ = ring.push(coalescing_queue::Entry::Key(key(i)));
@@ -133,24 +141,100 @@ fn parts(n: u64) {
         black_box(map.remove(&key(i)));
     });
     map.insert(key(7), 0);
-    time("DashMap entry() on a present key (dup offer's lookup)", n, |_| {
-        match map.entry(black_box(key(7))) {
+    time(
+        "DashMap entry() on a present key (dup offer's lookup)",
+        n,
+        |_| match map.entry(black_box(key(7))) {
             dashmap::mapref::entry::Entry::Occupied(o) => {
                 black_box(o.get());
             }
             dashmap::mapref::entry::Entry::Vacant(_) => unreachable!(),
-        }
-    });
+        },
+    );
     time("DashMap get() on a present key (read lock)", n, |_| {
         black_box(map.get(&black_box(key(7))).is_some());
     });
-    let set = Mutex::new(HashSet::<baselines::Key, DefaultHasher>::with_capacity_and_hasher(
-        1024,
-        DefaultHasher::default(),
-    ));
-    time("Mutex<HashSet> lock+insert+unlock, lock+remove+unlock", n, |i| {
-        set.lock().unwrap().insert(key(i));
-        black_box(set.lock().unwrap().remove(&key(i)));
+    let set = Mutex::new(
+        HashSet::<baselines::Key, DefaultHasher>::with_capacity_and_hasher(
+            1024,
+            DefaultHasher::default(),
+        ),
+    );
+    time(
+        "Mutex<HashSet> lock+insert+unlock, lock+remove+unlock",
+        n,
+        |i| {
+            set.lock().unwrap().insert(key(i));
+            black_box(set.lock().unwrap().remove(&key(i)));
+        },
+    );
+    // What-if: the crate's offer+take protocol rebuilt from the same parts
+    // (DashMap entry, claim CAS under the shard lock, ArrayQueue push; pop,
+    // remove, release), with and without the per-operation Event notify and
+    // stats counters, to estimate what dropping them would gain.
+    for (label, notify, count) in [
+        (
+            "what-if pair: protocol + notify x2 + counters x2 (~ crate)",
+            true,
+            true,
+        ),
+        ("what-if pair: protocol + counters, no notify", false, true),
+        (
+            "what-if pair: protocol only (no notify, no counters)",
+            false,
+            false,
+        ),
+    ] {
+        let map = dashmap::DashMap::<baselines::Key, u8, DefaultHasher>::with_capacity_and_hasher(
+            1024,
+            DefaultHasher::default(),
+        );
+        let ring = crossbeam_queue::ArrayQueue::<E>::new(1024);
+        let claims = AtomicU64::new(0);
+        let (not_empty, not_full) = (event_listener::Event::new(), event_listener::Event::new());
+        let stripe = [AtomicU64::new(0), AtomicU64::new(0)];
+        time(label, n, |i| {
+            let k = key(i);
+            let reserved = match map.entry(k) {
+                dashmap::mapref::entry::Entry::Occupied(_) => None,
+                dashmap::mapref::entry::Entry::Vacant(v) => {
+                    let c = claims.load(Ordering::Acquire);
+                    let _ = claims.compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire);
+                    let copy = *v.key();
+                    v.insert(0);
+                    Some(copy)
+                }
+            };
+            if let Some(k) = reserved {
+                let _ = ring.push(coalescing_queue::Entry::Key(k));
+                if notify {
+                    not_empty.notify_additional(1);
+                }
+                if count {
+                    stripe[0].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Some(coalescing_queue::Entry::Key(k)) = ring.pop() {
+                map.remove(&k);
+                claims.fetch_sub(1, Ordering::AcqRel);
+                if notify {
+                    not_full.notify_additional(1);
+                }
+                if count {
+                    stripe[1].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let crate_q = Crate::with_capacity(1024);
+    time("crate try_offer_key + try_take (for comparison)", n, |i| {
+        black_box(crate_q.try_offer(key(i)).is_ok());
+        black_box(crate_q.try_take());
+    });
+    let mutex_q = MutexQ::with_capacity(1024);
+    time("mutex baseline offer + take (for comparison)", n, |i| {
+        black_box(mutex_q.try_offer(key(i)).is_ok());
+        black_box(mutex_q.try_take());
     });
     set.lock().unwrap().insert(key(7));
     time("Mutex<HashSet> lock+contains+unlock (dup)", n, |_| {
@@ -160,10 +244,15 @@ fn parts(n: u64) {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("parts") {
-        let n = std::env::args().nth(2).map_or(2_000_000, |s| s.parse().expect("n"));
+        let n = std::env::args()
+            .nth(2)
+            .map_or(2_000_000, |s| s.parse().expect("n"));
         return parts(n);
     }
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let [workload, design, rest @ ..] = args.as_slice() else {
         eprintln!("usage: profile <workload> <design> [n]  (nothing to do)");
         return;

@@ -48,6 +48,12 @@ impl<T> Ring<T> {
         self.len() == 0
     }
 
+    /// MUTANT: delete_before_pop: a look at the head, for the take that
+    /// removes its key before popping it.
+    #[cfg(coalescing_mutant = "delete_before_pop")]
+    pub(crate) fn mutant_peek<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        f(self.slots.lock().unwrap().front())
+    }
 }
 
 /// Key map with the `DashMap` methods the crate calls.
@@ -94,7 +100,11 @@ impl<K: Eq + Hash + Clone, S: BuildHasher + Clone> KeyMap<K, S> {
         }
     }
 
-    pub(crate) fn update<R>(&self, key: &K, f: impl FnOnce(&mut KeyState) -> (R, bool)) -> Option<R> {
+    pub(crate) fn update<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&mut KeyState) -> (R, bool),
+    ) -> Option<R> {
         let mut map = self.map.lock().unwrap();
         let state = map.get_mut(key)?;
         let (r, remove) = f(state);

@@ -77,7 +77,7 @@ pub(crate) struct Occupancy {
 
 impl Occupancy {
     pub(crate) fn new(capacity: usize) -> Self {
-        debug_assert!(capacity >= 1 && capacity <= MAX_CAPACITY);
+        debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
         Self {
             word: AtomicU64::new(0),
             capacity: capacity as u64,
@@ -181,7 +181,9 @@ mod tests {
     #[test]
     fn largest_capacity_fills_without_touching_the_other_fields() {
         let occupancy = Occupancy::new(MAX_CAPACITY);
-        occupancy.word.store(MAX_CAPACITY as u64 - 1, Ordering::Relaxed);
+        occupancy
+            .word
+            .store(MAX_CAPACITY as u64 - 1, Ordering::Relaxed);
         let full = occupancy.try_claim().unwrap();
         assert_eq!(full.claimed(), MAX_CAPACITY);
         assert_eq!(full.in_flight(), 0);

@@ -8,9 +8,37 @@ use crate::error::{OfferError, OfferTimeoutError, TryOfferError};
 use crate::queue::{Attempt, CoalescingQueue};
 use crate::stats::Counter;
 use crate::wait::{self, Step};
-use core::future::Future;
 use core::hash::{BuildHasher, Hash};
 use std::time::{Duration, Instant};
+
+/// Whether an accepted offer took a slot. One that did not (a coalesced
+/// key) passes on the "not full" wake-up it may have consumed.
+trait UsesSlot {
+    fn uses_slot(&self) -> bool;
+}
+
+impl UsesSlot for Offered {
+    fn uses_slot(&self) -> bool {
+        *self == Offered::Enqueued
+    }
+}
+
+impl UsesSlot for () {
+    fn uses_slot(&self) -> bool {
+        true
+    }
+}
+
+/// One offer attempt as a step of the wait loop.
+fn offer_step<T, R: UsesSlot>(attempt: Attempt<T, R>) -> Step<T, Result<R, T>> {
+    match attempt {
+        Attempt::Done(done) if done.uses_slot() => Step::Done(Ok(done)),
+        Attempt::Done(done) => Step::DoneUnused(Ok(done)),
+        // Close wakes every waiter: nothing to pass on.
+        Attempt::Closed(value) => Step::Done(Err(value)),
+        Attempt::Full(value) => Step::Retry(value),
+    }
+}
 
 /// Why an offer loop stopped without success.
 enum Refused<T> {
@@ -123,15 +151,10 @@ where
     /// let offered = futures_lite::future::block_on(q.offer_key_async(1));
     /// assert_eq!(offered, Ok(Offered::Enqueued));
     /// ```
-    pub fn offer_key_async(
-        &self,
-        key: K,
-    ) -> impl Future<Output = Result<Offered, OfferError<K>>> + '_ {
-        async move {
-            match self.offer_waiting(key, Self::attempt_offer_key).await {
-                Ok(offered) => Ok(offered),
-                Err(key) => Err(self.refused_closed(OfferError(key))),
-            }
+    pub async fn offer_key_async(&self, key: K) -> Result<Offered, OfferError<K>> {
+        match self.offer_waiting(key, Self::attempt_offer_key).await {
+            Ok(offered) => Ok(offered),
+            Err(key) => Err(self.refused_closed(OfferError(key))),
         }
     }
 
@@ -223,29 +246,23 @@ where
     /// let q = CoalescingQueue::<u32, &str>::new(1);
     /// assert_eq!(futures_lite::future::block_on(q.offer_async("a")), Ok(()));
     /// ```
-    pub fn offer_async(&self, item: V) -> impl Future<Output = Result<(), OfferError<V>>> + '_ {
-        async move {
-            match self.offer_waiting(item, Self::attempt_offer_item).await {
-                Ok(()) => Ok(()),
-                Err(item) => Err(self.refused_closed(OfferError(item))),
-            }
+    pub async fn offer_async(&self, item: V) -> Result<(), OfferError<V>> {
+        match self.offer_waiting(item, Self::attempt_offer_item).await {
+            Ok(()) => Ok(()),
+            Err(item) => Err(self.refused_closed(OfferError(item))),
         }
     }
 
     // ----- shared loops -----
 
-    fn offer_blocking<T, R>(
+    fn offer_blocking<T, R: UsesSlot>(
         &self,
         value: T,
         deadline: Option<Instant>,
         attempt: impl Fn(&Self, T) -> Attempt<T, R>,
     ) -> Result<R, Refused<T>> {
         let outcome = wait::block_on(&self.not_full, deadline, value, |value| {
-            match attempt(self, value) {
-                Attempt::Done(done) => Step::Done(Ok(done)),
-                Attempt::Closed(value) => Step::Done(Err(value)),
-                Attempt::Full(value) => Step::Retry(value),
-            }
+            offer_step(attempt(self, value))
         });
         match outcome {
             Ok(Ok(done)) => Ok(done),
@@ -254,15 +271,13 @@ where
         }
     }
 
-    async fn offer_waiting<T, R>(
+    async fn offer_waiting<T, R: UsesSlot>(
         &self,
         value: T,
         attempt: impl Fn(&Self, T) -> Attempt<T, R>,
     ) -> Result<R, T> {
-        wait::wait_async(&self.not_full, value, |value| match attempt(self, value) {
-            Attempt::Done(done) => Step::Done(Ok(done)),
-            Attempt::Closed(value) => Step::Done(Err(value)),
-            Attempt::Full(value) => Step::Retry(value),
+        wait::wait_async(&self.not_full, value, |value| {
+            offer_step(attempt(self, value))
         })
         .await
     }

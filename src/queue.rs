@@ -9,8 +9,8 @@ use crate::lease_clock::LeaseClock;
 use crate::occupancy::{ClaimError, Occupancy, Snapshot};
 use crate::policy::InFlightPolicy;
 use crate::stats::{Counter, Counters, Stats};
-use crate::sync::{Event, KeyMap, MapEntry, Ring};
-use crate::wait::{self, Step};
+use crate::sync::{KeyMap, MapEntry, Ring};
+use crate::wait::{self, Signal, Step};
 use crate::TryTakeError;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
@@ -70,15 +70,18 @@ pub struct CoalescingQueue<K, V, S = DefaultHasher> {
     pub(crate) occupancy: Occupancy,
     /// Takers wait here: notified once per push, and all at once when the
     /// queue closes or becomes drained after close.
-    pub(crate) not_empty: Event,
+    pub(crate) not_empty: Signal,
     /// Blocked offerers wait here: notified once per freed slot, all at close.
-    pub(crate) not_full: Event,
+    pub(crate) not_full: Signal,
     /// `close_and_wait` waits here: notified when closed with no claim left.
-    pub(crate) finished: Event,
+    pub(crate) finished: Signal,
     pub(crate) policy: InFlightPolicy,
     pub(crate) counters: Counters,
     pub(crate) lease_clock: LeaseClock,
     capacity: usize,
+    /// MUTANT: deliver_before_remove: keys whose removal a take deferred.
+    #[cfg(coalescing_mutant = "deliver_before_remove")]
+    deferred: std::sync::Mutex<Vec<K>>,
 }
 
 /// One attempt to offer, before any waiting.
@@ -133,13 +136,15 @@ where
             ring: Ring::new(capacity),
             keys: KeyMap::with_capacity_and_hasher(capacity, hasher),
             occupancy: Occupancy::new(capacity),
-            not_empty: Event::new(),
-            not_full: Event::new(),
-            finished: Event::new(),
+            not_empty: Signal::new(),
+            not_full: Signal::new(),
+            finished: Signal::new(),
             policy,
             counters: Counters::new(),
             lease_clock: LeaseClock::default(),
             capacity,
+            #[cfg(coalescing_mutant = "deliver_before_remove")]
+            deferred: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -151,6 +156,8 @@ where
         if self.occupancy.load().is_closed() {
             return Attempt::Closed(key);
         }
+        #[cfg(coalescing_mutant = "reserve_before_claim")]
+        return self.mutant_reserve_before_claim(key);
         // Steps 1-3, under the key's lock.
         let reserved = self.keys.entry(key, |entry| match entry {
             MapEntry::Occupied(state) => Attempt::Done(self.absorb(state)),
@@ -174,6 +181,34 @@ where
             Attempt::Done(Err(coalesced)) => Attempt::Done(coalesced),
             Attempt::Full(key) => Attempt::Full(key),
             Attempt::Closed(key) => Attempt::Closed(key),
+        }
+    }
+
+    /// MUTANT: reserve_before_claim: inserts the key, lets go of its lock,
+    /// then claims, and on `Full` removes the key again: a rollback that
+    /// loses any offer coalesced into the reservation meanwhile (breaks I6).
+    #[cfg(coalescing_mutant = "reserve_before_claim")]
+    fn mutant_reserve_before_claim(&self, key: K) -> Attempt<K, Offered> {
+        let copy = match self.keys.entry(key, |entry| match entry {
+            MapEntry::Occupied(state) => self.absorb(state).map_err(Ok),
+            MapEntry::Vacant(vacant) => Ok(vacant.insert(KeyState::Queued)),
+        }) {
+            Ok(copy) => copy,
+            Err(Ok(coalesced)) | Err(Err(coalesced)) => return Attempt::Done(coalesced),
+        };
+        match self.occupancy.try_claim() {
+            Ok(_) => {
+                self.push(Entry::Key(copy));
+                self.counters.add(Counter::Enqueued);
+                Attempt::Done(Offered::Enqueued)
+            }
+            Err(error) => {
+                self.keys.remove(&copy);
+                match error {
+                    ClaimError::Full => Attempt::Full(copy),
+                    ClaimError::Closed => Attempt::Closed(copy),
+                }
+            }
         }
     }
 
@@ -212,12 +247,30 @@ where
         if self.ring.push(entry).is_err() {
             unreachable!("the ring had no room for a claimed slot (breaks I2)");
         }
-        self.not_empty.notify_additional(1);
+        self.not_empty.notify_one();
     }
 
     /// One attempt to take (DESIGN.md section 3, "Take"). A leased take keeps
     /// the claim and marks the key in flight; a plain take releases both.
     pub(crate) fn attempt_take(&self, leased: bool) -> Result<Entry<K, V>, TryTakeError> {
+        // MUTANT: deliver_before_remove: the removals the last take deferred.
+        #[cfg(coalescing_mutant = "deliver_before_remove")]
+        for earlier in core::mem::take(&mut *self.deferred.lock().unwrap()) {
+            self.keys.remove(&earlier);
+        }
+        // MUTANT: delete_before_pop: removes the key while its copy is still
+        // in the ring, so an offer can push a second copy (breaks I4, I5).
+        #[cfg(coalescing_mutant = "delete_before_pop")]
+        let removed_early = match leased {
+            true => None,
+            false => self.ring.mutant_peek(|head| match head {
+                Some(Entry::Key(key)) => {
+                    self.keys.remove(key);
+                    Some(key.clone())
+                }
+                _ => None,
+            }),
+        };
         let Some(entry) = self.ring.pop() else {
             return Err(if self.occupancy.load().is_drained() {
                 TryTakeError::Closed
@@ -233,14 +286,26 @@ where
                     ((), false)
                 });
             } else {
+                #[cfg(not(any(
+                    coalescing_mutant = "delete_before_pop",
+                    coalescing_mutant = "deliver_before_remove"
+                )))]
                 self.keys.remove(key);
+                #[cfg(coalescing_mutant = "delete_before_pop")]
+                if removed_early.as_ref() != Some(key) {
+                    self.keys.remove(key);
+                }
+                // MUTANT: deliver_before_remove: the key leaves the map only
+                // at the next take, after this one has returned it (breaks I5).
+                #[cfg(coalescing_mutant = "deliver_before_remove")]
+                self.deferred.lock().unwrap().push(key.clone());
             }
         }
         let after = if leased {
             self.occupancy.lease()
         } else {
             let after = self.occupancy.release();
-            self.not_full.notify_additional(1);
+            self.not_full.notify_one();
             after
         };
         self.counters.add(Counter::Taken);
@@ -251,10 +316,21 @@ where
     /// Ends one lease: ack removes the key (or queues it again if it is
     /// dirty); nack queues the entry again at the tail.
     pub(crate) fn end_lease(&self, entry: Entry<K, V>, end: LeaseEnd) {
+        // MUTANT: nack_after_close_lost: after close a nack drops the entry
+        // (as an ack would) instead of queueing it again (breaks G1).
+        #[cfg(coalescing_mutant = "nack_after_close_lost")]
+        let end = match end {
+            LeaseEnd::Nack if self.occupancy.load().is_closed() => LeaseEnd::Ack,
+            end => end,
+        };
         let requeue = match (&entry, end) {
             (Entry::Key(key), LeaseEnd::Ack) => {
                 let dirty = self.keys.update(key, |state| {
                     let dirty = *state == KeyState::InFlightDirty;
+                    // MUTANT: ack_ignores_dirty: ack removes a dirty key, losing
+                    // the offer absorbed while it was in flight (breaks G1).
+                    #[cfg(coalescing_mutant = "ack_ignores_dirty")]
+                    let dirty = false;
                     *state = KeyState::Queued;
                     (dirty, !dirty)
                 });
@@ -284,7 +360,7 @@ where
             self.push(entry);
         } else {
             let after = self.occupancy.ack();
-            self.not_full.notify_additional(1);
+            self.not_full.notify_one();
             self.after_decrease(after);
         }
     }
@@ -294,9 +370,9 @@ where
     /// `close_and_wait` if nothing at all is left.
     fn after_decrease(&self, after: Snapshot) {
         if after.is_drained() {
-            self.not_empty.notify(usize::MAX);
+            self.not_empty.notify_all();
             if after.is_finished() {
-                self.finished.notify(usize::MAX);
+                self.finished.notify_all();
             }
         }
     }
@@ -323,10 +399,13 @@ where
     /// ```
     pub fn close(&self) -> bool {
         let closed_now = self.occupancy.close();
+        // MUTANT: close_without_wake: close sets the bit but wakes nobody,
+        // so blocked offerers and takers sleep on (breaks G5).
+        #[cfg(not(coalescing_mutant = "close_without_wake"))]
         if closed_now {
-            self.not_full.notify(usize::MAX);
-            self.not_empty.notify(usize::MAX);
-            self.finished.notify(usize::MAX);
+            self.not_full.notify_all();
+            self.not_empty.notify_all();
+            self.finished.notify_all();
         }
         closed_now
     }

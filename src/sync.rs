@@ -13,12 +13,12 @@
 //!   models each of their operations exactly.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
-pub(crate) use event_listener::{Event, Listener};
+pub(crate) use event_listener::{Event, EventListener, Listener};
 
 #[cfg(not(loom))]
 pub(crate) use real::{KeyMap, Ring, Vacant};

@@ -136,9 +136,7 @@ where
         leased: bool,
         deadline: Option<Instant>,
     ) -> Result<Entry<K, V>, TakeTimeoutError> {
-        match wait::block_on(&self.not_empty, deadline, (), |()| {
-            self.take_step(leased)
-        }) {
+        match wait::block_on(&self.not_empty, deadline, (), |()| self.take_step(leased)) {
             Ok(Ok(entry)) => Ok(entry),
             Ok(Err(TakeError)) => Err(TakeTimeoutError::Closed),
             Err(()) => Err(TakeTimeoutError::Timeout),

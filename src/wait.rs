@@ -1,76 +1,170 @@
-//! Waiting for an event without losing a wake-up (G5).
+//! Waiting and waking without losing a wake-up (G5), and without paying for
+//! a wake-up nobody waits for.
 //!
-//! Every wait follows one shape: try; register a listener; try again; only
-//! then sleep. A change that happens after the first try is either seen by
-//! the second try or, having come after the registration, notifies the
-//! listener: `Event::notify` issues a `SeqCst` fence before it looks for
-//! listeners, and `listen` registers under the event's lock, so the two
-//! cannot both miss each other. A woken waiter loops and tries again, so a
-//! spurious or stolen wake-up costs a retry, never an entry.
+//! Every wait follows one shape: try; register; try again; only then sleep.
+//! A `Signal` is an `event_listener::Event` plus a count of registered
+//! waiters, so that the hot path (a push, a freed slot) skips the event
+//! entirely when nobody waits: `Event::notify` always takes the event's
+//! internal lock, which costs more than the rest of an offer.
+//!
+//! Why no wake-up is lost (the store-buffering pattern, with two `SeqCst`
+//! fences): a waiter increments `waiting`, registers its listener, issues
+//! fence F1, then tries again. A notifier changes the state (a push, a
+//! release), issues fence F2, then reads `waiting`. The fences are totally
+//! ordered. If F1 comes first, the notifier reads the waiter's increment and
+//! its notify (under the event's lock) finds the listener registered before
+//! F1. If F2 comes first, the waiter's second try sees the state change and
+//! it does not sleep. Either way the change reaches the waiter. Loom models
+//! `fence(SeqCst)` exactly (unlike `SeqCst` accesses), which is why the
+//! argument rests on fences and the counter itself is `Relaxed`.
+//!
+//! A woken waiter loops and tries again, so a spurious or stolen wake-up
+//! costs a retry, never an entry. A waiter woken for a resource it then did
+//! not use (an offerer woken for a free slot whose key turned out to be
+//! pending already, so it was coalesced without one) passes the wake-up on.
 
-use crate::sync::{Event, Listener};
+use crate::sync::{fence, AtomicUsize, Event, EventListener, Listener, Ordering};
 use std::time::Instant;
 
-/// The result of one attempt: done, or not yet (with the value handed back
-/// so the next attempt can use it again).
+/// The result of one attempt.
 pub(crate) enum Step<T, R> {
+    /// Done, having used what a wake-up stands for (an entry, a slot).
     Done(R),
+    /// Done without using it: a wake-up this waiter consumed is passed on.
+    DoneUnused(R),
+    /// Not yet; the value is handed back for the next attempt.
     Retry(T),
 }
 
-/// Tries `attempt` until it is done, sleeping on `event` in between. With a
+/// A wake-up source with a count of the waiters registered on it.
+pub(crate) struct Signal {
+    event: Event,
+    /// Waiters between registering and leaving. Relaxed: the fences order it.
+    waiting: AtomicUsize,
+}
+
+/// A waiter counted in `waiting` until this is dropped.
+struct Counted<'a>(&'a Signal);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        Self {
+            event: Event::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Wakes one more waiter, if any is registered. Call after the state
+    /// change it announces (F2 of the module docs).
+    #[inline]
+    pub(crate) fn notify_one(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) != 0 {
+            // `additional`: two changes wake two waiters, never collapse.
+            // `relaxed`: the fence above already orders the state change.
+            self.event.notify_additional_relaxed(1);
+        }
+    }
+
+    /// Wakes every registered waiter (close, drained). Rare: no fast path.
+    pub(crate) fn notify_all(&self) {
+        self.event.notify(usize::MAX);
+    }
+
+    /// Registers a waiter (the increment and F1 of the module docs).
+    fn register(&self) -> (Counted<'_>, EventListener) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted(self);
+        let listener = self.event.listen();
+        fence(Ordering::SeqCst);
+        (counted, listener)
+    }
+}
+
+/// Tries `attempt` until it is done, sleeping on `signal` in between. With a
 /// deadline, gives the value back once the deadline passes (after one last
 /// attempt).
 pub(crate) fn block_on<T, R>(
-    event: &Event,
+    signal: &Signal,
     deadline: Option<Instant>,
     mut value: T,
     mut attempt: impl FnMut(T) -> Step<T, R>,
 ) -> Result<R, T> {
+    let mut woken = false;
     loop {
-        value = match attempt(value) {
-            Step::Done(done) => return Ok(done),
-            Step::Retry(value) => value,
+        value = match finish(signal, woken, attempt(value)) {
+            Ok(done) => return Ok(done),
+            Err(value) => value,
         };
-        let listener = event.listen();
+        let (_counted, listener) = signal.register();
         // The re-check after registering: without it, a change made between
-        // the first attempt and `listen` would notify nobody (G5).
-        value = match attempt(value) {
-            Step::Done(done) => return Ok(done),
-            Step::Retry(value) => value,
-        };
+        // the first attempt and the registration would wake nobody (G5).
+        // MUTANT: no_recheck: sleeps right after registering (breaks G5).
+        #[cfg(not(coalescing_mutant = "no_recheck"))]
+        {
+            value = match finish(signal, woken, attempt(value)) {
+                Ok(done) => return Ok(done),
+                Err(value) => value,
+            };
+        }
         match deadline {
             None => listener.wait(),
             Some(deadline) => {
                 if listener.wait_deadline(deadline).is_none() {
-                    return match attempt(value) {
-                        Step::Done(done) => Ok(done),
-                        Step::Retry(value) => Err(value),
-                    };
+                    return finish(signal, woken, attempt(value));
                 }
             }
         }
+        woken = true;
     }
 }
 
 /// The async form of [`block_on`] without a deadline. Cancel-safe as long as
-/// `attempt` is: nothing is held between polls but the value and a listener,
-/// and dropping a notified listener passes its notification on.
+/// `attempt` is: nothing is held between polls but the value and a
+/// listener, and dropping a notified listener passes its wake-up on.
 pub(crate) async fn wait_async<T, R>(
-    event: &Event,
+    signal: &Signal,
     mut value: T,
     mut attempt: impl FnMut(T) -> Step<T, R>,
 ) -> R {
+    let mut woken = false;
     loop {
-        value = match attempt(value) {
-            Step::Done(done) => return done,
-            Step::Retry(value) => value,
+        value = match finish(signal, woken, attempt(value)) {
+            Ok(done) => return done,
+            Err(value) => value,
         };
-        let listener = event.listen();
-        value = match attempt(value) {
-            Step::Done(done) => return done,
-            Step::Retry(value) => value,
-        };
+        let (_counted, listener) = signal.register();
+        // MUTANT: no_recheck: sleeps right after registering (breaks G5).
+        #[cfg(not(coalescing_mutant = "no_recheck"))]
+        {
+            value = match finish(signal, woken, attempt(value)) {
+                Ok(done) => return done,
+                Err(value) => value,
+            };
+        }
+        // `_counted` keeps this waiter counted until the await ends.
         listener.await;
+        woken = true;
+    }
+}
+
+/// Turns an attempt's step into done (`Ok`) or retry (`Err`), passing on a
+/// wake-up that was consumed (`woken`) but not used.
+fn finish<T, R>(signal: &Signal, woken: bool, step: Step<T, R>) -> Result<R, T> {
+    match step {
+        Step::Done(done) => Ok(done),
+        Step::DoneUnused(done) => {
+            if woken {
+                signal.notify_one();
+            }
+            Ok(done)
+        }
+        Step::Retry(value) => Err(value),
     }
 }

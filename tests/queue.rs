@@ -461,6 +461,51 @@ fn many_blocked_takers_each_get_one() {
     assert_eq!(got, [0, 1, 2, 3]);
 }
 
+/// A blocked offerer woken for a freed slot may find its key already
+/// pending (another waiter enqueued it) and return `Coalesced` without
+/// using the slot. The wake-up must then reach another blocked offerer:
+/// here `D` must get the free slot without waiting for one more take.
+#[test]
+fn woken_offerer_that_coalesces_passes_the_wake_up_on() {
+    let q = Arc::new(Q::new(2));
+    q.try_offer_key(1).unwrap();
+    q.try_offer_key(3).unwrap();
+    let b1 = spawn_result({
+        let q = q.clone();
+        move || q.offer_key(2)
+    });
+    assert_blocked(&b1);
+    let b2 = spawn_result({
+        let q = q.clone();
+        move || q.offer_key(2)
+    });
+    assert_blocked(&b2);
+    let d = spawn_result({
+        let q = q.clone();
+        move || q.offer_key(4)
+    });
+    assert_blocked(&d);
+    // Two slots freed: two wake-ups, both for the offerers of key 2.
+    assert_eq!(q.try_take(), Ok(key(1)));
+    assert_eq!(q.try_take(), Ok(key(3)));
+    let mut results = [
+        b1.recv_timeout(PATIENCE).unwrap(),
+        b2.recv_timeout(PATIENCE).unwrap(),
+    ];
+    results.sort_by_key(|r| *r != Ok(Offered::Enqueued));
+    assert_eq!(results, [Ok(Offered::Enqueued), Ok(Offered::Coalesced)]);
+    // One slot is free and nothing else will free another; D may already
+    // have taken it, so only D's result is checked.
+    let got = d.recv_timeout(Duration::from_secs(5));
+    // Unblock the offerer before failing, so no thread is left behind.
+    let _ = q.try_take();
+    assert_eq!(
+        got,
+        Ok(Ok(Offered::Enqueued)),
+        "lost wake-up: a blocked offerer sleeps while a slot is free"
+    );
+}
+
 #[test]
 fn close_wakes_blocked_offerers_with_their_value() {
     let q = Arc::new(Q::new(1));
@@ -864,6 +909,54 @@ fn dropped_take_async_passes_its_wake_up_on() {
             Poll::Ready(Ok(key(1)))
         );
     }
+}
+
+/// The async form of `woken_offerer_that_coalesces_passes_the_wake_up_on`,
+/// with no timing involved: the third future must be woken once the second
+/// has coalesced without using the slot it was woken for.
+#[test]
+fn woken_async_offerer_that_coalesces_passes_the_wake_up_on() {
+    let q = Q::new(2);
+    q.try_offer_key(1).unwrap();
+    q.try_offer_key(3).unwrap();
+    let (flag_b1, waker_b1) = flag_waker();
+    let (flag_b2, waker_b2) = flag_waker();
+    let (flag_d, waker_d) = flag_waker();
+    let mut b1 = Box::pin(q.offer_key_async(2));
+    let mut b2 = Box::pin(q.offer_key_async(2));
+    let mut d = Box::pin(q.offer_key_async(4));
+    assert!(b1
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker_b1))
+        .is_pending());
+    assert!(b2
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker_b2))
+        .is_pending());
+    assert!(d
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker_d))
+        .is_pending());
+    assert_eq!(q.try_take(), Ok(key(1)));
+    assert_eq!(q.try_take(), Ok(key(3)));
+    assert!(flag_b1.0.load(SeqCst) && flag_b2.0.load(SeqCst));
+    assert_eq!(
+        b1.as_mut().poll(&mut Context::from_waker(&waker_b1)),
+        Poll::Ready(Ok(Offered::Enqueued))
+    );
+    assert_eq!(
+        b2.as_mut().poll(&mut Context::from_waker(&waker_b2)),
+        Poll::Ready(Ok(Offered::Coalesced))
+    );
+    assert!(!q.is_full(), "one slot is free");
+    assert!(
+        flag_d.0.load(SeqCst),
+        "lost wake-up: the offerer of key 4 is not woken although a slot is free"
+    );
+    assert_eq!(
+        d.as_mut().poll(&mut Context::from_waker(&waker_d)),
+        Poll::Ready(Ok(Offered::Enqueued))
+    );
 }
 
 #[test]

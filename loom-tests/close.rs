@@ -1,0 +1,54 @@
+//! `close` against a blocked offerer and a blocked taker (G5): close wakes
+//! everyone; the offerer either got in before the close (and its key is
+//! drained like the rest) or gets its value back; the taker drains what is
+//! queued and then reports `Closed`.
+#![cfg(loom)]
+
+mod common;
+
+use common::{check_no_leak, model, prefill, queue, History, Outcome};
+use loom::thread;
+
+/// The queue is full of other keys. An offerer of key 1 blocks in
+/// `offer_key`; a taker takes until `take` reports `Closed` (so it ends up
+/// blocked on an empty queue unless the close came first); the main thread
+/// closes. Every thread completes (G5); a refused offer hands key 1 back;
+/// an accepted one was delivered after it began (G1); the taker left nothing
+/// queued; nothing leaks (G6).
+#[test]
+fn close_vs_blocked_offerer_and_taker() {
+    model("close::close_vs_blocked_offerer_and_taker", |capacity| {
+        let q = queue(capacity);
+        let log = History::new();
+        prefill(&q, &log, capacity);
+        let offerer = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                let outcome = log.offer(1, |k| {
+                    q.offer_key(k).inspect_err(|refused| {
+                        assert_eq!(refused.0, 1, "the refused key is handed back")
+                    })
+                });
+                if outcome == Outcome::Refused {
+                    assert!(q.is_closed(), "offer_key fails only when closed");
+                }
+            })
+        };
+        let taker = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                while let Ok(entry) = q.take() {
+                    log.delivered(&entry);
+                }
+            })
+        };
+        assert!(q.close());
+        offerer.join().unwrap();
+        taker.join().unwrap();
+        assert!(q.is_empty(), "take reported Closed with entries queued");
+        log.drain(&q);
+        log.check_no_lost_offer();
+        log.check_one_delivery_per_copy(1, 0);
+        check_no_leak(&q);
+    });
+}

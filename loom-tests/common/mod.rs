@@ -1,0 +1,218 @@
+//! Shared helpers of the loom models: running a model at capacity 1 and 2
+//! with its iteration count printed, a history of offers and deliveries
+//! stamped in execution order, and the checks of G1, G2 and G6.
+//!
+//! The history lives in plain `std` types on purpose: loom runs every model
+//! thread on one OS thread and switches only at loom points, so a `std`
+//! counter read between two loom points gives a total order of the model's
+//! events that agrees with the execution loom explored, and the history adds
+//! no interleavings of its own.
+#![allow(dead_code, unreachable_pub)]
+
+use coalescing_queue::{CoalescingQueue, Entry, InFlightPolicy, Offered};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc as StdArc, Mutex as StdMutex};
+use std::time::Instant;
+
+pub type Queue = CoalescingQueue<u32, u32>;
+pub type Shared = loom::sync::Arc<Queue>;
+pub type Log = StdArc<History>;
+
+/// A queue of `capacity` with the default policy (`Requeue`), for a model.
+pub fn queue(capacity: usize) -> Shared {
+    loom::sync::Arc::new(
+        Queue::builder()
+            .capacity(capacity)
+            .in_flight(InFlightPolicy::Requeue)
+            .build(),
+    )
+}
+
+/// Runs `body` under loom at capacity 1 and 2, printing one line per run:
+/// `loom-model <name> capacity=<c> iterations=<n> seconds=<s>`.
+pub fn model<F>(name: &str, body: F)
+where
+    F: Fn(usize) + Sync + Send + Clone + 'static,
+{
+    for capacity in [1, 2] {
+        let iterations = StdArc::new(AtomicUsize::new(0));
+        let counted = iterations.clone();
+        let body = body.clone();
+        println!("loom-model {name} capacity={capacity} start");
+        let started = Instant::now();
+        loom::model::Builder::new().check(move || {
+            counted.fetch_add(1, SeqCst);
+            body(capacity);
+        });
+        println!(
+            "loom-model {name} capacity={capacity} iterations={} seconds={:.2}",
+            iterations.load(SeqCst),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Enqueued,
+    Coalesced,
+    Refused,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    /// An offer of `key` that began at `start` and ended with `outcome`.
+    Offer {
+        key: u32,
+        start: usize,
+        outcome: Outcome,
+    },
+    /// A take returned `key` (stamped after it returned).
+    Delivered { key: u32, at: usize },
+}
+
+/// What happened in one execution, in execution order.
+#[derive(Debug, Default)]
+pub struct History {
+    clock: AtomicUsize,
+    events: StdMutex<Vec<Event>>,
+}
+
+impl History {
+    pub fn new() -> Log {
+        StdArc::new(Self::default())
+    }
+
+    pub fn now(&self) -> usize {
+        self.clock.fetch_add(1, SeqCst)
+    }
+
+    fn push(&self, event: Event) {
+        self.events.lock().unwrap().push(event);
+    }
+
+    /// Runs one offer of `key`, stamping its start and recording its outcome.
+    pub fn offer<E>(&self, key: u32, offer: impl FnOnce(u32) -> Result<Offered, E>) -> Outcome {
+        let start = self.now();
+        let outcome = match offer(key) {
+            Ok(Offered::Enqueued) => Outcome::Enqueued,
+            Ok(Offered::Coalesced) => Outcome::Coalesced,
+            Err(_) => Outcome::Refused,
+        };
+        self.push(Event::Offer {
+            key,
+            start,
+            outcome,
+        });
+        outcome
+    }
+
+    /// Records that a take returned `entry` (call right after it returned).
+    pub fn delivered(&self, entry: &Entry<u32, u32>) {
+        let at = self.now();
+        match entry {
+            Entry::Key(key) => self.push(Event::Delivered { key: *key, at }),
+            Entry::Item(item) => panic!("the models offer no items, got item {item}"),
+        }
+    }
+
+    /// Takes what is left with `try_take`, recording each delivery.
+    pub fn drain(&self, q: &Queue) {
+        while let Ok(entry) = q.try_take() {
+            self.delivered(&entry);
+        }
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn deliveries(&self, key: u32) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| matches!(e, Event::Delivered { key: k, .. } if *k == key))
+            .count()
+    }
+
+    pub fn enqueued(&self, key: u32) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::Offer { key: k, outcome: Outcome::Enqueued, .. } if *k == key)
+            })
+            .count()
+    }
+
+    /// G1: every offer that returned `Enqueued` or `Coalesced` is followed by
+    /// a delivery of its key that came after the offer began.
+    pub fn check_no_lost_offer(&self) {
+        let events = self.events();
+        for event in &events {
+            if let Event::Offer {
+                key,
+                start,
+                outcome,
+            } = *event
+            {
+                if outcome == Outcome::Refused {
+                    continue;
+                }
+                let delivered_after = events.iter().any(
+                    |e| matches!(*e, Event::Delivered { key: k, at } if k == key && at > start),
+                );
+                assert!(
+                    delivered_after,
+                    "G1 violated: offer of key {key} (began at {start}) returned {outcome:?} \
+                     but no delivery of it came after; history: {events:?}"
+                );
+            }
+        }
+    }
+
+    /// G2: each queued copy is delivered once: deliveries of `key` equal the
+    /// offers of it that returned `Enqueued`, plus `requeues` (dirty acks,
+    /// nacks) the model knows of.
+    pub fn check_one_delivery_per_copy(&self, key: u32, requeues: usize) {
+        let (delivered, enqueued) = (self.deliveries(key), self.enqueued(key));
+        assert_eq!(
+            delivered,
+            enqueued + requeues,
+            "G2 violated: key {key} delivered {delivered} times for {enqueued} enqueued copies \
+             and {requeues} requeues; history: {:?}",
+            self.events()
+        );
+    }
+}
+
+/// G2 probe: with `distinct` keys in play, the ring never holds more entries
+/// than that (at most one queued copy per key).
+pub fn probe_one_copy(q: &Queue, distinct: usize) {
+    let queued = q.len();
+    assert!(
+        queued <= distinct,
+        "G2 violated: {queued} entries queued with only {distinct} distinct keys"
+    );
+}
+
+/// G6: with everything taken and every lease ended, no key is pending and no
+/// slot is claimed.
+pub fn check_no_leak(q: &Queue) {
+    assert_eq!(q.pending_keys(), 0, "G6 violated: keys left pending: {q:?}");
+    assert_eq!(
+        q.claimed_slots(),
+        0,
+        "G6 violated: slots left claimed: {q:?}"
+    );
+    assert_eq!(
+        q.in_flight(),
+        0,
+        "G6 violated: leases left in flight: {q:?}"
+    );
+}
+
+/// Fills the queue with `count` keys from 100 on, as the models' background.
+pub fn prefill(q: &Queue, log: &History, count: usize) {
+    for key in 100..100 + count as u32 {
+        assert_eq!(log.offer(key, |k| q.try_offer_key(k)), Outcome::Enqueued);
+    }
+}

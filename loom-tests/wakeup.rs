@@ -1,0 +1,88 @@
+//! Blocked offerers and blocked takers against the operation that unblocks
+//! them: no lost wake-up (G5). The wait loop tries, registers a listener,
+//! tries again and only then sleeps (`src/wait.rs`); without the second try a
+//! change made between the first try and the registration notifies nobody,
+//! and loom reports the sleeper as a deadlock.
+#![cfg(loom)]
+
+mod common;
+
+use common::{check_no_leak, model, prefill, queue, History};
+use loom::thread;
+
+/// The queue is full of other keys; one thread offers keys 1 and 2, blocking
+/// in `offer_key`, while one taker takes twice (at capacity 1 its second take
+/// waits for key 1, and the offer of key 2 for that take). Every thread completes (G5); after the drain each
+/// offer was delivered after it began (G1), once (G2), nothing leaks (G6).
+#[test]
+fn blocked_offerers_vs_taker() {
+    model("wakeup::blocked_offerers_vs_taker", |capacity| {
+        let q = queue(capacity);
+        let log = History::new();
+        prefill(&q, &log, capacity);
+        let offerer = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                for key in [1, 2] {
+                    log.offer(key, |k| q.offer_key(k));
+                }
+            })
+        };
+        let taker = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let entry = q.take().expect("the queue stays open");
+                    log.delivered(&entry);
+                }
+            })
+        };
+        offerer.join().unwrap();
+        taker.join().unwrap();
+        log.drain(&q);
+        log.check_no_lost_offer();
+        for key in [1, 2] {
+            log.check_one_delivery_per_copy(key, 0);
+        }
+        check_no_leak(&q);
+    });
+}
+
+/// Two takers block in `take` on an empty queue while one thread offers keys
+/// 1 and 2 (at capacity 1 the second offer waits for a take). Both takers
+/// wake, each with one key (G5: a notification reaches a sleeper, one per
+/// push); G1, G2 and G6 hold after the join.
+#[test]
+fn blocked_takers_vs_offers() {
+    model("wakeup::blocked_takers_vs_offers", |capacity| {
+        let q = queue(capacity);
+        let log = History::new();
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, log) = (q.clone(), log.clone());
+                thread::spawn(move || {
+                    let entry = q.take().expect("the queue stays open");
+                    log.delivered(&entry);
+                })
+            })
+            .collect();
+        let offerer = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                for key in [1, 2] {
+                    log.offer(key, |k| q.offer_key(k));
+                }
+            })
+        };
+        offerer.join().unwrap();
+        for taker in takers {
+            taker.join().unwrap();
+        }
+        log.drain(&q);
+        log.check_no_lost_offer();
+        for key in [1, 2] {
+            log.check_one_delivery_per_copy(key, 0);
+        }
+        check_no_leak(&q);
+    });
+}
