@@ -20,7 +20,7 @@
 //! # Example
 //!
 //! ```
-//! use coalescing_queue::{CoalescingQueue, Entry, Offered};
+//! use coalescing_queue::CoalescingQueue;
 //! use std::{sync::Arc, thread, time::Duration};
 //!
 //! /// The compact form of a "done" answer.

@@ -111,15 +111,17 @@ impl Occupancy {
         }
     }
 
-    /// Gives a claim back (a plain take, or a failed reservation before the
-    /// key was visible); returns the word after.
-    pub(crate) fn release(&self) -> Snapshot {
-        Snapshot(self.word.fetch_sub(CLAIM, Ordering::AcqRel) - CLAIM)
+    /// Gives `count` claims back (plain takes); returns the word after.
+    pub(crate) fn release_many(&self, count: usize) -> Snapshot {
+        let sub = CLAIM * count as u64;
+        Snapshot(self.word.fetch_sub(sub, Ordering::AcqRel) - sub)
     }
 
-    /// A popped entry becomes a lease; its claim stays. Returns the word after.
-    pub(crate) fn lease(&self) -> Snapshot {
-        Snapshot(self.word.fetch_add(LEASE, Ordering::AcqRel) + LEASE)
+    /// `count` popped entries become leases; their claims stay. Returns the
+    /// word after.
+    pub(crate) fn lease_many(&self, count: usize) -> Snapshot {
+        let add = LEASE * count as u64;
+        Snapshot(self.word.fetch_add(add, Ordering::AcqRel) + add)
     }
 
     /// A lease ends by going back into the ring (nack, or ack of a dirty key);
@@ -149,7 +151,7 @@ mod tests {
         assert_eq!(occupancy.try_claim().unwrap().claimed(), 1);
         assert_eq!(occupancy.try_claim().unwrap().claimed(), 2);
         assert_eq!(occupancy.try_claim(), Err(ClaimError::Full));
-        assert_eq!(occupancy.release().claimed(), 1);
+        assert_eq!(occupancy.release_many(1).claimed(), 1);
         assert!(occupancy.close());
         assert!(!occupancy.close());
         assert_eq!(occupancy.try_claim(), Err(ClaimError::Closed));
@@ -163,16 +165,16 @@ mod tests {
         let occupancy = Occupancy::new(4);
         occupancy.try_claim().unwrap();
         occupancy.try_claim().unwrap();
-        let leased = occupancy.lease();
+        let leased = occupancy.lease_many(1);
         assert_eq!((leased.claimed(), leased.in_flight()), (2, 1));
         assert_eq!(leased.not_in_flight(), 1);
         occupancy.close();
-        assert_eq!(occupancy.release().not_in_flight(), 0);
+        assert_eq!(occupancy.release_many(1).not_in_flight(), 0);
         assert!(occupancy.load().is_drained());
         assert!(!occupancy.load().is_finished());
         let requeued = occupancy.unlease();
         assert!(!requeued.is_drained());
-        occupancy.lease();
+        occupancy.lease_many(1);
         let done = occupancy.ack();
         assert_eq!((done.claimed(), done.in_flight()), (0, 0));
         assert!(done.is_finished());

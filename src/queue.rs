@@ -253,6 +253,64 @@ where
     /// One attempt to take (DESIGN.md section 3, "Take"). A leased take keeps
     /// the claim and marks the key in flight; a plain take releases both.
     pub(crate) fn attempt_take(&self, leased: bool) -> Result<Entry<K, V>, TryTakeError> {
+        let Some(entry) = self.pop_one(leased) else {
+            return Err(self.why_empty());
+        };
+        self.account_taken(leased, 1);
+        Ok(entry)
+    }
+
+    /// Takes up to `limit` entries at once into `out`, with one update of
+    /// the shared counts for all of them (a batch frees its slots, counts its
+    /// leases and wakes offerers in one step each). Returns how many.
+    pub(crate) fn attempt_take_many(
+        &self,
+        leased: bool,
+        limit: usize,
+        out: &mut Vec<Entry<K, V>>,
+    ) -> Result<usize, TryTakeError> {
+        let mut taken = 0;
+        while taken < limit {
+            let Some(entry) = self.pop_one(leased) else {
+                break;
+            };
+            out.push(entry);
+            taken += 1;
+        }
+        if taken == 0 {
+            return Err(self.why_empty());
+        }
+        self.account_taken(leased, taken);
+        Ok(taken)
+    }
+
+    /// The ring was empty: closed and drained, or just empty for now.
+    fn why_empty(&self) -> TryTakeError {
+        if self.occupancy.load().is_drained() {
+            TryTakeError::Closed
+        } else {
+            TryTakeError::Empty
+        }
+    }
+
+    /// After `count` pops: a leased take counts them in flight (keeping
+    /// their claims); a plain take releases their claims and wakes as many
+    /// blocked offerers. Always after the pops: keeps I3.
+    fn account_taken(&self, leased: bool, count: usize) {
+        let after = if leased {
+            self.occupancy.lease_many(count)
+        } else {
+            let after = self.occupancy.release_many(count);
+            self.not_full.notify(count);
+            after
+        };
+        self.counters.add_many(Counter::Taken, count);
+        self.after_decrease(after);
+    }
+
+    /// Pops the head and updates its key's state: the pop and the key
+    /// change of a take, without the shared counts.
+    fn pop_one(&self, leased: bool) -> Option<Entry<K, V>> {
         // MUTANT: deliver_before_remove: the removals the last take deferred.
         #[cfg(coalescing_mutant = "deliver_before_remove")]
         for earlier in core::mem::take(&mut *self.deferred.lock().unwrap()) {
@@ -271,13 +329,7 @@ where
                 _ => None,
             }),
         };
-        let Some(entry) = self.ring.pop() else {
-            return Err(if self.occupancy.load().is_drained() {
-                TryTakeError::Closed
-            } else {
-                TryTakeError::Empty
-            });
-        };
+        let entry = self.ring.pop()?;
         // The key's state changes only after the pop: keeps I4 and I5.
         if let Entry::Key(key) = &entry {
             if leased {
@@ -301,16 +353,7 @@ where
                 self.deferred.lock().unwrap().push(key.clone());
             }
         }
-        let after = if leased {
-            self.occupancy.lease()
-        } else {
-            let after = self.occupancy.release();
-            self.not_full.notify_one();
-            after
-        };
-        self.counters.add(Counter::Taken);
-        self.after_decrease(after);
-        Ok(entry)
+        Some(entry)
     }
 
     /// Ends one lease: ack removes the key (or queues it again if it is

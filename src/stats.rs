@@ -109,8 +109,13 @@ impl Counters {
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter) {
+        self.add_many(counter, 1);
+    }
+
+    #[inline]
+    pub(crate) fn add_many(&self, counter: Counter, count: usize) {
         // Relaxed: a counter is only ever summed for a report; it orders nothing.
-        self.stripe()[counter as usize].fetch_add(1, Relaxed);
+        self.stripe()[counter as usize].fetch_add(count as u64, Relaxed);
     }
 
     /// Raises the high-water mark to `claimed` if it is higher. Reads first so

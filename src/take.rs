@@ -174,17 +174,19 @@ where
         let deadline = Instant::now().checked_add(linger);
         let mut taken = 1;
         while taken < max {
-            let next = match self.attempt_take(leased) {
-                Ok(entry) => entry,
+            // Whatever is queued now, in one step; then wait for more.
+            match self.attempt_take_many(leased, max - taken, out) {
+                Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
                 Err(TryTakeError::Empty) => match self.take_blocking(leased, deadline) {
-                    Ok(entry) => entry,
+                    Ok(entry) => {
+                        out.push(entry);
+                        taken += 1;
+                    }
                     Err(_) => break,
                 },
-            };
-            out.push(next);
-            taken += 1;
+            }
         }
         taken
     }

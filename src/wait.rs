@@ -64,11 +64,18 @@ impl Signal {
     /// change it announces (F2 of the module docs).
     #[inline]
     pub(crate) fn notify_one(&self) {
+        self.notify(1);
+    }
+
+    /// Wakes `count` more waiters (one per entry or slot that appeared), if
+    /// any is registered.
+    #[inline]
+    pub(crate) fn notify(&self, count: usize) {
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) != 0 {
             // `additional`: two changes wake two waiters, never collapse.
             // `relaxed`: the fence above already orders the state change.
-            self.event.notify_additional_relaxed(1);
+            self.event.notify_additional_relaxed(count);
         }
     }
 
