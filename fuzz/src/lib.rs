@@ -1,0 +1,795 @@
+//! The model and the replay loop shared by the fuzz targets.
+//!
+//! A run builds one `CoalescingQueue<u8, u32>` and a plain model of it (a
+//! `VecDeque` for the ring, a `HashMap` key -> state for the key map, plain
+//! counters for the stats), applies the same operations to both from one
+//! thread, and compares every return value and, after every operation, the
+//! queue's observable state (`len`, `in_flight`, `is_full`, `is_closed`,
+//! `is_pending` of every key, `pending_keys`, `claimed_slots`, `stats()`).
+//! At the end it acks every lease still held, drains the queue and checks
+//! G6: no key is left pending and no slot is left claimed.
+//!
+//! Every operation used is one that cannot block given the model's state:
+//! the blocking forms (`offer_key`, `take`, `take_batch`) are only called
+//! when the model says they return at once, after the state check has
+//! confirmed the queue agrees, so a wrong model fails an assertion instead
+//! of hanging the fuzzer.
+
+use arbitrary::{Arbitrary, Unstructured};
+use coalescing_queue::{
+    CoalescingQueue, Entry, InFlightPolicy, Lease, LeaseBatch, OfferTimeoutError, Offered,
+    TakeTimeoutError, TryOfferError, TryTakeError,
+};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The key space: small, so that offers collide with queued and leased copies.
+pub const KEYS: u8 = 8;
+
+/// How a leased batch ends.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchEnd {
+    /// `LeaseBatch::ack`.
+    Ack,
+    /// `LeaseBatch::nack`.
+    Nack,
+    /// Dropped without either: a nack of every entry, in order.
+    Drop,
+    /// `into_leases`: every entry becomes one held lease.
+    Split,
+}
+
+/// One operation. Keys are reduced modulo the key space of the run, lease
+/// indexes modulo the number of leases held (no-op when none is held).
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `try_offer_key(k)`.
+    OfferKey(u8),
+    /// `try_offer(v)` with a fresh item number.
+    OfferItem,
+    /// `offer_key(k)` (blocking), only when it cannot block.
+    OfferKeyBlocking(u8),
+    /// `offer_key_timeout(k, 0)`.
+    OfferKeyTimeout(u8),
+    /// `offer_timeout(v, 0)` with a fresh item number.
+    OfferItemTimeout,
+    /// `try_take()`.
+    TryTake,
+    /// `take()` (blocking), only when it cannot block.
+    TakeBlocking,
+    /// `take_timeout(0)`.
+    TakeTimeout,
+    /// `try_take_leased()`, holding the lease.
+    TryTakeLeased,
+    /// `take_leased_timeout(0)`, holding the lease.
+    TakeLeasedTimeout,
+    /// Ack a held lease.
+    Ack(u8),
+    /// Nack a held lease.
+    Nack(u8),
+    /// Drop a held lease.
+    DropLease(u8),
+    /// `take_batch(&mut out, max % 10, Duration::ZERO)`.
+    TakeBatch(u8),
+    /// `take_batch_leased(max % 10, Duration::ZERO)`, then end the batch.
+    TakeBatchLeased(u8, BatchEnd),
+    /// `close()`.
+    Close,
+    /// `close_and_wait(Duration::ZERO)`.
+    CloseAndWait,
+}
+
+/// A whole fuzz input for `queue_ops`: the queue's shape, then the ops.
+#[derive(Arbitrary, Debug)]
+pub struct Input {
+    /// Capacity is `1 + capacity % 8`.
+    pub capacity: u8,
+    /// `InFlightPolicy::Drop` when set, else `Requeue`.
+    pub drop_policy: bool,
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+}
+
+/// Decodes an input for `lease_ops`: the same shape, but the ops are drawn
+/// with weights that favour leases (take leased, ack, nack, drop, re-offers
+/// of leased keys), a key space of 4 and a close only rarely.
+pub fn lease_weighted(data: &[u8]) -> arbitrary::Result<(usize, InFlightPolicy, u8, Vec<Op>)> {
+    let mut u = Unstructured::new(data);
+    let capacity = 1 + usize::from(u.arbitrary::<u8>()? % 8);
+    let policy = policy_of(u.arbitrary::<bool>()?);
+    let mut ops = Vec::new();
+    while !u.is_empty() && ops.len() < 512 {
+        let pick: u8 = u.arbitrary()?;
+        let arg: u8 = u.arbitrary().unwrap_or(0);
+        let op = match pick % 64 {
+            0..=13 => Op::OfferKey(arg),
+            14..=15 => Op::OfferItem,
+            16 => Op::OfferKeyBlocking(arg),
+            17..=24 => Op::TryTakeLeased,
+            25 => Op::TakeLeasedTimeout,
+            26..=31 => Op::Ack(arg),
+            32..=36 => Op::Nack(arg),
+            37..=40 => Op::DropLease(arg),
+            41..=43 => Op::TryTake,
+            44 => Op::TakeTimeout,
+            45 => Op::TakeBatch(arg),
+            46..=52 => Op::TakeBatchLeased(
+                arg,
+                match arg >> 5 & 3 {
+                    0 => BatchEnd::Ack,
+                    1 => BatchEnd::Nack,
+                    2 => BatchEnd::Drop,
+                    _ => BatchEnd::Split,
+                },
+            ),
+            53..=61 => Op::OfferKey(arg),
+            62 => {
+                if arg & 3 == 0 {
+                    Op::Close
+                } else {
+                    Op::OfferKeyTimeout(arg)
+                }
+            }
+            _ => {
+                if arg & 7 == 0 {
+                    Op::CloseAndWait
+                } else {
+                    Op::TakeBlocking
+                }
+            }
+        };
+        ops.push(op);
+    }
+    Ok((capacity, policy, 4, ops))
+}
+
+/// The policy a flag stands for.
+pub fn policy_of(drop_policy: bool) -> InFlightPolicy {
+    if drop_policy {
+        InFlightPolicy::Drop
+    } else {
+        InFlightPolicy::Requeue
+    }
+}
+
+/// Runs a `queue_ops` input.
+pub fn run_input(input: &Input) {
+    let capacity = 1 + usize::from(input.capacity % 8);
+    run(capacity, policy_of(input.drop_policy), KEYS, &input.ops);
+}
+
+type E = Entry<u8, u32>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyState {
+    Queued,
+    InFlight,
+    InFlightDirty,
+}
+
+/// The model's counters, named as in `Stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    enqueued: u64,
+    coalesced_queued: u64,
+    coalesced_in_flight: u64,
+    full_rejections: u64,
+    closed_rejections: u64,
+    taken: u64,
+    acked: u64,
+    nacked: u64,
+    requeued_dirty: u64,
+}
+
+/// The plain model of one queue.
+struct Model {
+    capacity: usize,
+    policy: InFlightPolicy,
+    ring: VecDeque<E>,
+    keys: HashMap<u8, KeyState>,
+    /// Leased entries not yet ended (their order is the harness's `held`).
+    in_flight: usize,
+    closed: bool,
+    counts: Counts,
+    high_water_mark: usize,
+    next_item: u32,
+}
+
+/// What a key offer does to the model.
+enum OfferOutcome {
+    Ok(Offered),
+    Full,
+    Closed,
+}
+
+impl Model {
+    fn new(capacity: usize, policy: InFlightPolicy) -> Self {
+        Self {
+            capacity,
+            policy,
+            ring: VecDeque::new(),
+            keys: HashMap::new(),
+            in_flight: 0,
+            closed: false,
+            counts: Counts::default(),
+            high_water_mark: 0,
+            next_item: 0,
+        }
+    }
+
+    fn claimed(&self) -> usize {
+        self.ring.len() + self.in_flight
+    }
+
+    fn is_full(&self) -> bool {
+        self.claimed() >= self.capacity
+    }
+
+    /// Would a key offer return at once (not wait for room)?
+    fn offer_key_ready(&self, key: u8) -> bool {
+        self.closed || self.keys.contains_key(&key) || !self.is_full()
+    }
+
+    /// Would a take return at once (an entry, or closed and drained)?
+    fn take_ready(&self) -> bool {
+        self.closed || !self.ring.is_empty()
+    }
+
+    fn claim(&mut self, entry: E) {
+        self.ring.push_back(entry);
+        self.counts.enqueued += 1;
+        self.high_water_mark = self.high_water_mark.max(self.claimed());
+    }
+
+    fn offer_key(&mut self, key: u8) -> OfferOutcome {
+        if self.closed {
+            self.counts.closed_rejections += 1;
+            return OfferOutcome::Closed;
+        }
+        let full = self.is_full();
+        match self.keys.get_mut(&key) {
+            Some(KeyState::Queued) => {
+                self.counts.coalesced_queued += 1;
+                OfferOutcome::Ok(Offered::Coalesced)
+            }
+            Some(state) => {
+                if self.policy == InFlightPolicy::Requeue {
+                    *state = KeyState::InFlightDirty;
+                }
+                self.counts.coalesced_in_flight += 1;
+                OfferOutcome::Ok(Offered::Coalesced)
+            }
+            None if full => {
+                self.counts.full_rejections += 1;
+                OfferOutcome::Full
+            }
+            None => {
+                self.keys.insert(key, KeyState::Queued);
+                self.claim(Entry::Key(key));
+                OfferOutcome::Ok(Offered::Enqueued)
+            }
+        }
+    }
+
+    fn offer_item(&mut self, item: u32) -> OfferOutcome {
+        if self.closed {
+            self.counts.closed_rejections += 1;
+            OfferOutcome::Closed
+        } else if self.is_full() {
+            self.counts.full_rejections += 1;
+            OfferOutcome::Full
+        } else {
+            self.claim(Entry::Item(item));
+            OfferOutcome::Ok(Offered::Enqueued)
+        }
+    }
+
+    fn fresh_item(&mut self) -> u32 {
+        self.next_item += 1;
+        self.next_item
+    }
+
+    fn take(&mut self, leased: bool) -> Result<E, TryTakeError> {
+        let Some(entry) = self.ring.pop_front() else {
+            // With leases out the ring may be empty for good (until a nack):
+            // a take reports Closed as soon as nothing is queued after close.
+            return Err(if self.closed {
+                TryTakeError::Closed
+            } else {
+                TryTakeError::Empty
+            });
+        };
+        if let Entry::Key(key) = entry {
+            if leased {
+                let state = self.keys.get_mut(&key).expect("a queued key is in the map");
+                assert_eq!(*state, KeyState::Queued, "model: queued key {key} not Queued");
+                *state = KeyState::InFlight;
+            } else {
+                self.keys.remove(&key);
+            }
+        }
+        if leased {
+            self.in_flight += 1;
+        }
+        self.counts.taken += 1;
+        Ok(entry)
+    }
+
+    fn end_lease(&mut self, entry: E, ack: bool) {
+        assert!(self.in_flight > 0, "model: ending a lease with none out");
+        self.in_flight -= 1;
+        let requeue = match (entry, ack) {
+            (Entry::Key(key), true) => {
+                let state = self.keys.get(&key).copied();
+                match state {
+                    Some(KeyState::InFlightDirty) => {
+                        self.keys.insert(key, KeyState::Queued);
+                        self.counts.requeued_dirty += 1;
+                        true
+                    }
+                    Some(KeyState::InFlight) => {
+                        self.keys.remove(&key);
+                        false
+                    }
+                    other => panic!("model: leased key {key} in state {other:?}"),
+                }
+            }
+            (Entry::Key(key), false) => {
+                self.keys.insert(key, KeyState::Queued);
+                true
+            }
+            (Entry::Item(_), true) => false,
+            (Entry::Item(_), false) => true,
+        };
+        if ack {
+            self.counts.acked += 1;
+        } else {
+            self.counts.nacked += 1;
+        }
+        if requeue {
+            self.ring.push_back(entry);
+        }
+    }
+}
+
+/// The harness: the queue, the model, the leases held and a trace for
+/// failure messages.
+struct Harness<'q> {
+    q: &'q CoalescingQueue<u8, u32>,
+    m: Model,
+    key_space: u8,
+    /// Leases held, with the entry the model says each holds.
+    held: Vec<(Lease<'q, u8, u32>, E)>,
+    trace: String,
+}
+
+macro_rules! check {
+    ($h:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            panic!("{}\nMISMATCH: {}", $h.trace, format!($($fmt)+));
+        }
+    };
+}
+
+macro_rules! check_eq {
+    ($h:expr, $actual:expr, $expected:expr, $what:expr) => {{
+        let actual = $actual;
+        let expected = $expected;
+        if actual != expected {
+            panic!(
+                "{}\nMISMATCH in {}: queue gave {:?}, model expected {:?}",
+                $h.trace, $what, actual, expected
+            );
+        }
+    }};
+}
+
+impl<'q> Harness<'q> {
+    fn note(&mut self, line: impl std::fmt::Display) {
+        let _ = writeln!(self.trace, "  {line}");
+    }
+
+    fn key(&self, raw: u8) -> u8 {
+        raw % self.key_space
+    }
+
+    fn offer_key_result(&mut self, key: u8, result: Result<Offered, (bool, u8)>, what: &str) {
+        // `(is_full, value handed back)` for an error.
+        let expected = self.m.offer_key(key);
+        match (result, expected) {
+            (Ok(got), OfferOutcome::Ok(want)) => check_eq!(self, got, want, what),
+            (Err((true, back)), OfferOutcome::Full) => check_eq!(self, back, key, what),
+            (Err((false, back)), OfferOutcome::Closed) => check_eq!(self, back, key, what),
+            (got, want) => check!(
+                self,
+                false,
+                "{what}({key}): queue gave {got:?}, model expected {}",
+                describe(&want)
+            ),
+        }
+    }
+
+    fn offer_item_result(&mut self, item: u32, result: Result<(), (bool, u32)>, what: &str) {
+        let expected = self.m.offer_item(item);
+        match (result, expected) {
+            (Ok(()), OfferOutcome::Ok(_)) => {}
+            (Err((true, back)), OfferOutcome::Full) => check_eq!(self, back, item, what),
+            (Err((false, back)), OfferOutcome::Closed) => check_eq!(self, back, item, what),
+            (got, want) => check!(
+                self,
+                false,
+                "{what}({item}): queue gave {got:?}, model expected {}",
+                describe(&want)
+            ),
+        }
+    }
+
+    fn take_result(&mut self, got: Result<E, TryTakeError>, leased: bool, what: &str) {
+        let want = self.m.take(leased);
+        check_eq!(self, got, want, what);
+    }
+
+    fn end_held(&mut self, raw: u8, how: BatchEnd) {
+        if self.held.is_empty() {
+            return;
+        }
+        let index = usize::from(raw) % self.held.len();
+        let (lease, entry) = self.held.remove(index);
+        check_eq!(self, *lease, entry, "held lease's entry");
+        match how {
+            BatchEnd::Ack => lease.ack(),
+            BatchEnd::Nack => lease.nack(),
+            BatchEnd::Drop | BatchEnd::Split => drop(lease),
+        }
+        self.m.end_lease(entry, how == BatchEnd::Ack);
+    }
+
+    fn apply(&mut self, op: Op) {
+        let q = self.q;
+        match op {
+            Op::OfferKey(raw) => {
+                let key = self.key(raw);
+                self.note(format_args!("try_offer_key({key})"));
+                let result = q.try_offer_key(key).map_err(try_offer_parts);
+                self.offer_key_result(key, result, "try_offer_key");
+            }
+            Op::OfferKeyBlocking(raw) => {
+                let key = self.key(raw);
+                if !self.m.offer_key_ready(key) {
+                    return;
+                }
+                self.note(format_args!("offer_key({key})"));
+                let result = q.offer_key(key).map_err(|e| (false, e.into_inner()));
+                self.offer_key_result(key, result, "offer_key");
+            }
+            Op::OfferKeyTimeout(raw) => {
+                let key = self.key(raw);
+                self.note(format_args!("offer_key_timeout({key}, 0)"));
+                let result = q
+                    .offer_key_timeout(key, Duration::ZERO)
+                    .map_err(timeout_offer_parts);
+                self.offer_key_result(key, result, "offer_key_timeout");
+            }
+            Op::OfferItem => {
+                let item = self.m.fresh_item();
+                self.note(format_args!("try_offer(item {item})"));
+                let result = q.try_offer(item).map_err(try_offer_parts);
+                self.offer_item_result(item, result, "try_offer");
+            }
+            Op::OfferItemTimeout => {
+                let item = self.m.fresh_item();
+                self.note(format_args!("offer_timeout(item {item}, 0)"));
+                let result = q
+                    .offer_timeout(item, Duration::ZERO)
+                    .map_err(timeout_offer_parts);
+                self.offer_item_result(item, result, "offer_timeout");
+            }
+            Op::TryTake => {
+                self.note("try_take()");
+                let got = q.try_take();
+                self.take_result(got, false, "try_take");
+            }
+            Op::TakeBlocking => {
+                if !self.m.take_ready() {
+                    return;
+                }
+                self.note("take()");
+                let got = q.take().map_err(|_| TryTakeError::Closed);
+                self.take_result(got, false, "take");
+            }
+            Op::TakeTimeout => {
+                self.note("take_timeout(0)");
+                let got = q.take_timeout(Duration::ZERO).map_err(timeout_take_error);
+                self.take_result(got, false, "take_timeout");
+            }
+            Op::TryTakeLeased => {
+                self.note("try_take_leased()");
+                let got = q.try_take_leased();
+                self.hold(got, "try_take_leased");
+            }
+            Op::TakeLeasedTimeout => {
+                self.note("take_leased_timeout(0)");
+                let got = q
+                    .take_leased_timeout(Duration::ZERO)
+                    .map_err(timeout_take_error);
+                self.hold(got, "take_leased_timeout");
+            }
+            Op::Ack(raw) => self.end_op(raw, BatchEnd::Ack),
+            Op::Nack(raw) => self.end_op(raw, BatchEnd::Nack),
+            Op::DropLease(raw) => self.end_op(raw, BatchEnd::Drop),
+            Op::TakeBatch(raw) => {
+                let max = usize::from(raw % 10);
+                if max > 0 && !self.m.take_ready() {
+                    return;
+                }
+                self.note(format_args!("take_batch(max {max}, linger 0)"));
+                // A sentinel first: take_batch appends, it does not clear.
+                let mut out = vec![Entry::Item(u32::MAX)];
+                let count = q.take_batch(&mut out, max, Duration::ZERO);
+                let mut want = vec![Entry::Item(u32::MAX)];
+                while want.len() <= max {
+                    match self.m.take(false) {
+                        Ok(entry) => want.push(entry),
+                        Err(_) => break,
+                    }
+                }
+                check_eq!(self, count, want.len() - 1, "take_batch's count");
+                check_eq!(self, out, want, "take_batch's entries");
+            }
+            Op::TakeBatchLeased(raw, end) => {
+                let max = usize::from(raw % 10);
+                if max > 0 && !self.m.take_ready() {
+                    return;
+                }
+                self.note(format_args!(
+                    "take_batch_leased(max {max}, linger 0) then {end:?}"
+                ));
+                let batch = q.take_batch_leased(max, Duration::ZERO);
+                let mut want = Vec::new();
+                while want.len() < max {
+                    match self.m.take(true) {
+                        Ok(entry) => want.push(entry),
+                        Err(_) => break,
+                    }
+                }
+                check_eq!(self, batch.len(), want.len(), "take_batch_leased's len");
+                check_eq!(self, batch.is_empty(), want.is_empty(), "batch is_empty");
+                check_eq!(self, batch.entries(), &want[..], "take_batch_leased's entries");
+                let iterated: Vec<E> = batch.iter().copied().collect();
+                check_eq!(self, &iterated, &want, "LeaseBatch::iter");
+                self.end_batch(batch, want, end);
+            }
+            Op::Close => {
+                self.note("close()");
+                let closed_now = q.close();
+                check_eq!(self, closed_now, !self.m.closed, "close()'s return");
+                self.m.closed = true;
+            }
+            Op::CloseAndWait => {
+                self.note("close_and_wait(0)");
+                let finished = q.close_and_wait(Duration::ZERO);
+                self.m.closed = true;
+                check_eq!(self, finished, self.m.claimed() == 0, "close_and_wait(0)");
+            }
+        }
+    }
+
+    fn end_op(&mut self, raw: u8, how: BatchEnd) {
+        if self.held.is_empty() {
+            return;
+        }
+        let index = usize::from(raw) % self.held.len();
+        let what = match how {
+            BatchEnd::Ack => "ack",
+            BatchEnd::Nack => "nack",
+            _ => "drop",
+        };
+        let entry = self.held[index].1;
+        self.note(format_args!("{what} held lease #{index} ({entry:?})"));
+        self.end_held(raw, how);
+    }
+
+    fn hold(&mut self, got: Result<Lease<'q, u8, u32>, TryTakeError>, what: &str) {
+        let want = self.m.take(true);
+        match (got, want) {
+            (Ok(lease), Ok(entry)) => {
+                check_eq!(self, *lease, entry, what);
+                check_eq!(self, lease.entry(), &entry, what);
+                self.held.push((lease, entry));
+            }
+            (Err(got), Err(want)) => check_eq!(self, got, want, what),
+            (got, want) => check!(
+                self,
+                false,
+                "{what}: queue gave {:?}, model expected {want:?}",
+                got.as_deref()
+            ),
+        }
+    }
+
+    fn end_batch(&mut self, batch: LeaseBatch<'q, u8, u32>, entries: Vec<E>, end: BatchEnd) {
+        match end {
+            BatchEnd::Ack => {
+                batch.ack();
+                for entry in entries {
+                    self.m.end_lease(entry, true);
+                }
+            }
+            BatchEnd::Nack | BatchEnd::Drop => {
+                if end == BatchEnd::Nack {
+                    batch.nack();
+                } else {
+                    drop(batch);
+                }
+                for entry in entries {
+                    self.m.end_lease(entry, false);
+                }
+            }
+            BatchEnd::Split => {
+                let leases = batch.into_leases();
+                check_eq!(self, leases.len(), entries.len(), "into_leases' len");
+                for (lease, entry) in leases.into_iter().zip(entries) {
+                    check_eq!(self, *lease, entry, "into_leases' entry");
+                    self.held.push((lease, entry));
+                }
+            }
+        }
+    }
+
+    /// Compares everything observable with the model.
+    fn check_state(&self) {
+        let q = self.q;
+        let m = &self.m;
+        check_eq!(self, q.len(), m.ring.len(), "len()");
+        check_eq!(self, q.is_empty(), m.ring.is_empty(), "is_empty()");
+        check_eq!(self, q.in_flight(), m.in_flight, "in_flight()");
+        check_eq!(self, self.held.len(), m.in_flight, "leases held vs model in flight");
+        check_eq!(self, q.is_full(), m.is_full(), "is_full()");
+        check_eq!(self, q.is_closed(), m.closed, "is_closed()");
+        check_eq!(self, q.claimed_slots(), m.claimed(), "claimed_slots()");
+        check!(self, q.claimed_slots() <= q.capacity(), "claimed above capacity (G3)");
+        check_eq!(self, q.pending_keys(), m.keys.len(), "pending_keys()");
+        for key in 0..self.key_space {
+            check_eq!(
+                self,
+                q.is_pending(&key),
+                m.keys.contains_key(&key),
+                format!("is_pending({key})")
+            );
+        }
+        let s = q.stats();
+        let c = &m.counts;
+        let offered = c.enqueued
+            + c.coalesced_queued
+            + c.coalesced_in_flight
+            + c.full_rejections
+            + c.closed_rejections;
+        // Keys are queued at most once (G2) and pending at most once queued
+        // plus once in flight: the map holds one state per key.
+        let queued_keys = m.ring.iter().filter(|e| e.is_key()).count();
+        let queued_distinct = m
+            .ring
+            .iter()
+            .filter_map(Entry::key)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        check_eq!(self, queued_keys, queued_distinct, "model: one queued copy per key");
+        let got = Counts {
+            enqueued: s.enqueued,
+            coalesced_queued: s.coalesced_queued,
+            coalesced_in_flight: s.coalesced_in_flight,
+            full_rejections: s.full_rejections,
+            closed_rejections: s.closed_rejections,
+            taken: s.taken,
+            acked: s.acked,
+            nacked: s.nacked,
+            requeued_dirty: s.requeued_dirty,
+        };
+        check_eq!(self, &got, c, "stats() counters");
+        check_eq!(self, s.offered, offered, "stats().offered");
+        check_eq!(self, s.queued, m.ring.len(), "stats().queued");
+        check_eq!(self, s.in_flight, m.in_flight, "stats().in_flight");
+        check_eq!(self, s.high_water_mark, m.high_water_mark, "stats().high_water_mark");
+        check_eq!(
+            self,
+            s.oldest_lease_age.is_some(),
+            m.in_flight > 0,
+            "stats().oldest_lease_age.is_some()"
+        );
+    }
+
+    /// Acks every lease still held, drains the queue, and checks that no
+    /// key stays pending and no slot stays claimed (G6).
+    fn finish(&mut self) {
+        self.note("-- end: ack every held lease, then drain");
+        while !self.held.is_empty() {
+            let (lease, entry) = self.held.remove(0);
+            check_eq!(self, *lease, entry, "held lease's entry at the end");
+            lease.ack();
+            self.m.end_lease(entry, true);
+            self.check_state();
+        }
+        loop {
+            let got = self.q.try_take();
+            let done = got.is_err();
+            self.take_result(got, false, "try_take while draining");
+            if done {
+                break;
+            }
+        }
+        self.check_state();
+        check_eq!(self, self.q.len(), 0, "len() after draining");
+        check_eq!(self, self.q.in_flight(), 0, "in_flight() after draining");
+        check_eq!(self, self.q.pending_keys(), 0, "pending_keys() after draining (G6)");
+        check_eq!(self, self.q.claimed_slots(), 0, "claimed_slots() after draining (G6)");
+        // Closed and finished: every take reports Closed, every offer fails.
+        self.note("close_and_wait(0) after draining");
+        check_eq!(self, self.q.close_and_wait(Duration::ZERO), true, "close_and_wait(0)");
+        self.m.closed = true;
+        check_eq!(self, self.q.try_take(), Err(TryTakeError::Closed), "try_take after all");
+        check_eq!(
+            self,
+            self.q.take_batch(&mut Vec::new(), 4, Duration::ZERO),
+            0,
+            "take_batch after all"
+        );
+        let batch = self.q.take_batch_leased(4, Duration::ZERO);
+        check!(self, batch.is_empty(), "take_batch_leased after all is not empty");
+        drop(batch);
+        let result = self.q.try_offer_key(0).map_err(try_offer_parts);
+        self.offer_key_result(0, result, "try_offer_key after all");
+        self.check_state();
+    }
+}
+
+fn describe(outcome: &OfferOutcome) -> String {
+    match outcome {
+        OfferOutcome::Ok(offered) => format!("Ok({offered:?})"),
+        OfferOutcome::Full => "Full(value)".into(),
+        OfferOutcome::Closed => "Closed(value)".into(),
+    }
+}
+
+fn try_offer_parts<T>(error: TryOfferError<T>) -> (bool, T) {
+    let full = error.is_full();
+    assert_eq!(full, !error.is_closed());
+    (full, error.into_inner())
+}
+
+fn timeout_offer_parts<T>(error: OfferTimeoutError<T>) -> (bool, T) {
+    let full = error.is_timeout();
+    assert_eq!(full, !error.is_closed());
+    (full, error.into_inner())
+}
+
+fn timeout_take_error(error: TakeTimeoutError) -> TryTakeError {
+    match error {
+        TakeTimeoutError::Timeout => TryTakeError::Empty,
+        TakeTimeoutError::Closed => TryTakeError::Closed,
+    }
+}
+
+/// Replays `ops` on a queue of `capacity` with `policy`, keys taken modulo
+/// `key_space`, against the model; panics on the first difference, with the
+/// trace of the operations applied so far.
+pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, ops: &[Op]) {
+    let q = CoalescingQueue::<u8, u32>::builder()
+        .capacity(capacity)
+        .in_flight(policy)
+        .build();
+    let mut h = Harness {
+        q: &q,
+        m: Model::new(capacity, policy),
+        key_space: key_space.max(1),
+        held: Vec::new(),
+        trace: format!("queue: capacity {capacity}, {policy:?}; ops applied:\n"),
+    };
+    check_eq!(h, q.in_flight_policy(), policy, "in_flight_policy()");
+    check_eq!(h, q.capacity(), capacity, "capacity()");
+    for &op in ops {
+        h.apply(op);
+        h.check_state();
+    }
+    h.finish();
+}
