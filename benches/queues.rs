@@ -1,4 +1,4 @@
-//! Issue 6 workloads: the crate and every baseline in the same criterion
+//! The benchmark workloads: the crate and every baseline in the same criterion
 //! group, so one run gives all the medians to compare.
 //!
 //! `cargo bench --bench queues` (all), `cargo bench --bench queues -- spsc`

@@ -1,4 +1,4 @@
-//! Memory report (issue 6, item 3): `cargo run --release --example memory`.
+//! Memory report: `cargo run --release --example memory`.
 //!
 //! A counting global allocator measures, for the crate and each baseline of
 //! `benches/baselines` (same key type, same hasher):
@@ -175,7 +175,7 @@ fn main() {
     let c = &rows[0];
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
-    println!("targets (issue 6 item 5), crate:");
+    println!("targets, crate:");
     println!(
         "  <= 100 B per pending key:      {:.1} B  -> {}",
         c.per_key,

@@ -1,4 +1,4 @@
-//! The designs the crate is measured against (issue 6, DESIGN.md section 6),
+//! The designs the crate is measured against (DESIGN.md section 6),
 //! behind one small trait so that every workload runs the same code on each.
 //!
 //! All of them use the crate's key type and the crate's default hasher
@@ -29,7 +29,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The issue's key: 32 bytes (u128 id, u64 ts, two flags), 16-byte aligned.
+/// The benchmark key: 32 bytes (u128 id, u64 ts, two flags), 16-byte aligned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     pub id: u128,
