@@ -3,10 +3,13 @@
 //! coalescing, close, blocking, timeouts, batches, async, drop counting,
 //! stats, Debug, spsc, mpmc and a linearizability check.
 
+mod common;
+
 use coalescing_queue::{
     BuildError, CoalescingQueue, Entry, InFlightPolicy, OfferError, OfferTimeoutError, Offered,
     TakeError, TakeTimeoutError, TryOfferError, TryTakeError,
 };
+use common::Watchdog;
 use crossbeam_channel::{bounded, Receiver};
 use futures_lite::future::{block_on, poll_once};
 use std::future::Future;
@@ -799,13 +802,34 @@ fn offer_async_waits_on_full_then_succeeds() {
 fn offer_async_wakes_on_close_with_value() {
     let q = Q::new(1);
     q.try_offer_key(1).unwrap();
-    let mut key_fut = pin!(q.offer_key_async(2));
-    let mut item_fut = pin!(q.offer_async("b".to_string()));
-    assert_eq!(block_on(poll_once(&mut key_fut)), None);
-    assert_eq!(block_on(poll_once(&mut item_fut)), None);
+    let (key_flag, key_waker) = flag_waker();
+    let (item_flag, item_waker) = flag_waker();
+    let mut key_fut = Box::pin(q.offer_key_async(2));
+    let mut item_fut = Box::pin(q.offer_async("b".to_string()));
+    assert!(key_fut
+        .as_mut()
+        .poll(&mut Context::from_waker(&key_waker))
+        .is_pending());
+    assert!(item_fut
+        .as_mut()
+        .poll(&mut Context::from_waker(&item_waker))
+        .is_pending());
     q.close();
-    assert_eq!(block_on(key_fut), Err(OfferError(2)));
-    assert_eq!(block_on(item_fut), Err(OfferError("b".to_string())));
+    assert!(key_flag.0.load(SeqCst), "close did not wake the key offer");
+    assert!(
+        item_flag.0.load(SeqCst),
+        "close did not wake the item offer"
+    );
+    assert_eq!(
+        key_fut.as_mut().poll(&mut Context::from_waker(&key_waker)),
+        Poll::Ready(Err(OfferError(2)))
+    );
+    assert_eq!(
+        item_fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&item_waker)),
+        Poll::Ready(Err(OfferError("b".to_string())))
+    );
 }
 
 #[test]
@@ -962,10 +986,18 @@ fn woken_async_offerer_that_coalesces_passes_the_wake_up_on() {
 #[test]
 fn take_async_wakes_on_close() {
     let q = Q::new(2);
-    let mut fut = pin!(q.take_async());
-    assert_eq!(block_on(poll_once(&mut fut)), None);
+    let (flag, waker) = flag_waker();
+    let mut fut = Box::pin(q.take_async());
+    assert!(fut
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
     q.close();
-    assert_eq!(block_on(fut), Err(TakeError));
+    assert!(flag.0.load(SeqCst), "close did not wake the take");
+    assert_eq!(
+        fut.as_mut().poll(&mut Context::from_waker(&waker)),
+        Poll::Ready(Err(TakeError))
+    );
 }
 
 // ----- drop counting -----
@@ -1343,6 +1375,7 @@ fn entry_into_item_materializes_keys_lazily() {
 
 #[test]
 fn spsc() {
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "spsc");
     let count = scaled(20_000) as u32;
     let q = Q::new(3);
     thread::scope(|s| {
@@ -1375,6 +1408,7 @@ fn spsc() {
 
 #[test]
 fn mpmc() {
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "mpmc");
     const PRODUCERS: u32 = 4;
     const CONSUMERS: usize = 2;
     let per = scaled(5_000) as u32;
@@ -1441,6 +1475,10 @@ fn mpmc() {
 
 #[test]
 fn mpmc_coalescing_delivers_each_key_at_least_once_after_its_offers() {
+    let _watchdog = Watchdog::new(
+        Duration::from_secs(120),
+        "mpmc_coalescing_delivers_each_key_at_least_once_after_its_offers",
+    );
     // Many producers hammer a few keys; a key's deliveries equal the offers
     // that returned Enqueued.
     const KEYS: u32 = 4;
@@ -1486,6 +1524,7 @@ fn mpmc_coalescing_delivers_each_key_at_least_once_after_its_offers() {
 
 #[test]
 fn linearizable() {
+    let _watchdog = Watchdog::new(Duration::from_secs(120), "linearizable");
     // Like crossbeam's: THREADS threads each offer one new key then take one;
     // with capacity THREADS the offer always finds room and the take always
     // finds an entry (there is at least the taker's own).

@@ -13,9 +13,12 @@
 //! Pass-through items ride along and must each be delivered (acked) exactly
 //! once, in producer order for each consumer (plain takes).
 
+mod common;
+
 use coalescing_queue::{
     CoalescingQueue, Entry, InFlightPolicy, OfferTimeoutError, Offered, TryOfferError, TryTakeError,
 };
+use common::Watchdog;
 use futures_lite::future::block_on;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
@@ -197,6 +200,7 @@ struct Deliveries {
 }
 
 fn stress_plain(capacity: usize) {
+    let _watchdog = Watchdog::new(duration() + Duration::from_secs(120), "stress_plain");
     let q = Q::new(capacity);
     let offers = Offers::new();
     let deliveries = Deliveries {
@@ -428,6 +432,7 @@ fn consume_leased(q: &Q, offers: &Offers, acks: &Acks, id: u64) -> Vec<V> {
 }
 
 fn stress_leased(capacity: usize, policy: InFlightPolicy) {
+    let _watchdog = Watchdog::new(duration() + Duration::from_secs(120), "stress_leased");
     let q = Q::builder().capacity(capacity).in_flight(policy).build();
     let offers = Offers::new();
     let acks = Acks {
