@@ -77,6 +77,16 @@ where
     ///
     /// If no capacity was set, or it is 0 or above `2^31 - 1`; see
     /// [`try_build`](Self::try_build).
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, InFlightPolicy};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::builder()
+    ///     .capacity(8)
+    ///     .in_flight(InFlightPolicy::Drop)
+    ///     .build();
+    /// assert_eq!(q.in_flight_policy(), InFlightPolicy::Drop);
+    /// ```
     pub fn build(self) -> CoalescingQueue<K, V, S> {
         match self.try_build() {
             Ok(queue) => queue,

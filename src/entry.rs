@@ -53,6 +53,16 @@ impl<K, V> Entry<K, V> {
     }
 
     /// The key, if this is one.
+    ///
+    /// ```
+    /// use coalescing_queue::Entry;
+    ///
+    /// let key: Entry<u32, &str> = Entry::Key(1);
+    /// let item: Entry<u32, &str> = Entry::Item("x");
+    /// assert_eq!((key.key(), item.key()), (Some(&1), None));
+    /// assert_eq!((key.item(), item.item()), (None, Some(&"x")));
+    /// assert!(key.is_key() && item.is_item());
+    /// ```
     pub fn key(&self) -> Option<&K> {
         match self {
             Self::Key(key) => Some(key),

@@ -67,17 +67,54 @@ where
     /// The entry was delivered. Its key stops being pending, unless it was
     /// offered again while in flight under `InFlightPolicy::Requeue`: then it
     /// is queued once more at the tail.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.try_take_leased().unwrap();
+    /// q.offer_key(1).unwrap(); // offered again while in flight
+    /// lease.ack();
+    /// assert_eq!(q.len(), 1); // queued once more
+    /// q.try_take_leased().unwrap().ack();
+    /// assert!(!q.is_pending(&1));
+    /// ```
     pub fn ack(mut self) {
         self.end(LeaseEnd::Ack);
     }
 
     /// The entry was not delivered: it is queued again at the tail (keeping
     /// its slot, so this never fails for lack of room), also after close.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Entry};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(1);
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.try_take_leased().unwrap();
+    /// assert!(q.is_full()); // the lease keeps its slot
+    /// q.close();
+    /// lease.nack();
+    /// assert_eq!(q.try_take(), Ok(Entry::Key(1)));
+    /// ```
     pub fn nack(mut self) {
         self.end(LeaseEnd::Nack);
     }
 
-    /// The leased entry.
+    /// The leased entry (also reachable through `Deref`).
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Entry};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.try_take_leased().unwrap();
+    /// assert_eq!(lease.entry(), &Entry::Key(1));
+    /// assert_eq!(lease.key(), Some(&1)); // through Deref
+    /// assert!(lease.age() < std::time::Duration::from_secs(60));
+    /// lease.ack();
+    /// ```
     pub fn entry(&self) -> &Entry<K, V> {
         self.entry.as_ref().expect("a live lease holds its entry")
     }
