@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{check_no_leak, model, prefill, queue, History};
+use common::{check_no_leak, model, model_bounded, prefill, queue, History};
 use loom::thread;
 
 /// The queue is full of other keys; one thread offers keys 1 and 2, blocking
@@ -77,6 +77,64 @@ fn blocked_takers_vs_offers() {
         offerer.join().unwrap();
         for taker in takers {
             taker.join().unwrap();
+        }
+        log.drain(&q);
+        log.check_no_lost_offer();
+        for key in [1, 2] {
+            log.check_one_delivery_per_copy(key, 0);
+        }
+        check_no_leak(&q);
+    });
+}
+
+/// The queue is full of other keys; offerers block: two of key 1 and (from
+/// capacity 2 on) one of key 2. A taker takes `capacity` entries (the other
+/// keys, FIFO), which frees room for one copy of key 1 and one of key 2. An
+/// offerer of key 1 woken for a slot may find key 1 pending (the other
+/// offerer of it got in first) and be coalesced without using the slot: it
+/// must pass the wake-up on, or the offerer of key 2 sleeps next to a free
+/// slot (G5; loom reports the join as a deadlock).
+///
+/// An offerer of key 1 that was never woken may sleep on, though: a blocked
+/// offer waits for room, and it does not notice that its key became pending
+/// while the queue stayed full. So the main thread joins the taker and the
+/// offerer of key 2 first, then closes the queue, which wakes the rest
+/// (they are coalesced or refused). After the join G1, G2 and G6 hold.
+///
+/// Five threads: at preemption bound 2 this model runs for many minutes, so
+/// it is bounded at 1. The main thread blocks in `join` right after the
+/// spawns, so the losing schedule (every offerer registered, both wake-ups
+/// go to the offerers of key 1) needs no preemption at all.
+#[test]
+fn unused_wakeup_is_passed_on() {
+    model_bounded("wakeup::unused_wakeup_is_passed_on", 1, |capacity| {
+        let q = queue(capacity);
+        let log = History::new();
+        prefill(&q, &log, capacity);
+        let spawn_offerer = |key: u32| {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                log.offer(key, |k| q.offer_key(k));
+            })
+        };
+        let duplicates = [spawn_offerer(1), spawn_offerer(1)];
+        let other = (capacity >= 2).then(|| spawn_offerer(2));
+        let taker = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                for _ in 0..capacity {
+                    let entry = q.take().expect("the queue stays open");
+                    log.delivered(&entry);
+                }
+            })
+        };
+        taker.join().unwrap();
+        if let Some(other) = other {
+            other.join().unwrap();
+        }
+        q.close();
+        for offerer in duplicates {
+            offerer.join().unwrap();
         }
         log.drain(&q);
         log.check_no_lost_offer();

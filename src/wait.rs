@@ -71,6 +71,9 @@ impl Signal {
     /// any is registered.
     #[inline]
     pub(crate) fn notify(&self, count: usize) {
+        // MUTANT: signal_no_fence: no F2, so the waiter count may be read
+        // stale while the waiter misses the change (breaks G5).
+        #[cfg(not(coalescing_mutant = "signal_no_fence"))]
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) != 0 {
             // `additional`: two changes wake two waiters, never collapse.
@@ -89,6 +92,8 @@ impl Signal {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let counted = Counted(self);
         let listener = self.event.listen();
+        // MUTANT: signal_no_fence: no F1 (see `notify`).
+        #[cfg(not(coalescing_mutant = "signal_no_fence"))]
         fence(Ordering::SeqCst);
         (counted, listener)
     }
@@ -167,9 +172,13 @@ fn finish<T, R>(signal: &Signal, woken: bool, step: Step<T, R>) -> Result<R, T> 
     match step {
         Step::Done(done) => Ok(done),
         Step::DoneUnused(done) => {
+            // MUTANT: no_pass_on: keeps a wake-up it did not use (breaks G5).
+            #[cfg(not(coalescing_mutant = "no_pass_on"))]
             if woken {
                 signal.notify_one();
             }
+            #[cfg(coalescing_mutant = "no_pass_on")]
+            let _ = (signal, woken);
             Ok(done)
         }
         Step::Retry(value) => Err(value),

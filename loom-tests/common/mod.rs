@@ -29,8 +29,18 @@ pub fn queue(capacity: usize) -> Shared {
 }
 
 /// Runs `body` under loom at capacity 1 and 2, printing one line per run:
-/// `loom-model <name> capacity=<c> iterations=<n> seconds=<s>`.
+/// `loom-model <name> capacity=<c> iterations=<n> seconds=<s> bound=<b>`.
 pub fn model<F>(name: &str, body: F)
+where
+    F: Fn(usize) + Sync + Send + Clone + 'static,
+{
+    model_bounded(name, usize::MAX, body);
+}
+
+/// As [`model`], with the preemption bound lowered to `max_preemptions` if
+/// `LOOM_MAX_PREEMPTIONS` is higher (for a model whose threads make the
+/// higher bound too slow; say why where it is used).
+pub fn model_bounded<F>(name: &str, max_preemptions: usize, body: F)
 where
     F: Fn(usize) + Sync + Send + Clone + 'static,
 {
@@ -38,14 +48,23 @@ where
         let iterations = StdArc::new(AtomicUsize::new(0));
         let counted = iterations.clone();
         let body = body.clone();
-        println!("loom-model {name} capacity={capacity} start");
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = match builder.preemption_bound {
+            Some(bound) => Some(bound.min(max_preemptions)),
+            None if max_preemptions < usize::MAX => Some(max_preemptions),
+            None => None,
+        };
+        let bound = builder
+            .preemption_bound
+            .map_or("none".to_string(), |b| b.to_string());
+        println!("loom-model {name} capacity={capacity} start (preemption bound {bound})");
         let started = Instant::now();
-        loom::model::Builder::new().check(move || {
+        builder.check(move || {
             counted.fetch_add(1, SeqCst);
             body(capacity);
         });
         println!(
-            "loom-model {name} capacity={capacity} iterations={} seconds={:.2}",
+            "loom-model {name} capacity={capacity} iterations={} seconds={:.2} bound={bound}",
             iterations.load(SeqCst),
             started.elapsed().as_secs_f64()
         );
