@@ -1,4 +1,5 @@
-//! Model-checkable stand-ins for the ring and the key map (`cfg(loom)`).
+//! Model-checkable stand-ins for the ring and the key map (`cfg(loom)`;
+//! under `cfg(shuttle)` the same code on `shuttle::sync::Mutex`).
 //!
 //! `ArrayQueue` and `DashMap` are linearizable: each operation takes effect
 //! at one instant. A `loom::sync::Mutex` around a plain collection has
@@ -9,7 +10,11 @@
 use crate::key_state::KeyState;
 use crate::sync::MapEntry;
 use core::hash::{BuildHasher, Hash};
+#[cfg(loom)]
 use loom::sync::Mutex;
+// The same shims serve `cfg(shuttle)` (included from `sync.rs`).
+#[cfg(all(shuttle, not(loom)))]
+use shuttle::sync::Mutex;
 use std::collections::hash_map::{Entry, HashMap, VacantEntry};
 use std::collections::VecDeque;
 

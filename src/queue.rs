@@ -313,8 +313,12 @@ where
     fn pop_one(&self, leased: bool) -> Option<Entry<K, V>> {
         // MUTANT: deliver_before_remove: the removals the last take deferred.
         #[cfg(coalescing_mutant = "deliver_before_remove")]
-        for earlier in core::mem::take(&mut *self.deferred.lock().unwrap()) {
-            self.keys.remove(&earlier);
+        {
+            // Out of the std lock before the map's (a model point).
+            let deferred = core::mem::take(&mut *self.deferred.lock().unwrap());
+            for earlier in deferred {
+                self.keys.remove(&earlier);
+            }
         }
         // MUTANT: delete_before_pop: removes the key while its copy is still
         // in the ring, so an offer can push a second copy (breaks I4, I5).
@@ -322,13 +326,14 @@ where
         let removed_early = match leased {
             true => None,
             false => self.ring.mutant_peek(|head| match head {
-                Some(Entry::Key(key)) => {
-                    self.keys.remove(key);
-                    Some(key.clone())
-                }
+                Some(Entry::Key(key)) => Some(key.clone()),
                 _ => None,
             }),
         };
+        #[cfg(coalescing_mutant = "delete_before_pop")]
+        if let Some(key) = &removed_early {
+            self.keys.remove(key);
+        }
         let entry = self.ring.pop()?;
         // The key's state changes only after the pop: keeps I4 and I5.
         if let Entry::Key(key) = &entry {

@@ -11,20 +11,45 @@
 //!   lock held across a loom point hangs loom's single OS thread; both types
 //!   are linearizable, so a `loom::sync::Mutex` around a plain collection
 //!   models each of their operations exactly.
+//! * `--cfg shuttle` uses shuttle's atomics, the same ring and map shims on
+//!   `shuttle::sync::Mutex`, and the waiter of `src/shuttle_waiter.rs`
+//!   (event-listener is not shuttle-aware: its parking would block shuttle's
+//!   scheduler).
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
+#[cfg(not(all(shuttle, not(loom))))]
 pub(crate) use event_listener::{Event, EventListener, Listener};
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, shuttle)))]
 pub(crate) use real::{KeyMap, Ring, Vacant};
 
 #[cfg(loom)]
 pub(crate) use crate::loom_shims::{KeyMap, Ring, Vacant};
+
+// The shuttle arm: shuttle's atomics, the loom shims of the ring and the map
+// (generic over the Mutex: they take `shuttle::sync::Mutex` here), and a
+// Mutex + Condvar waiter with event-listener's interface.
+#[cfg(all(shuttle, not(loom)))]
+pub(crate) use shuttle::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(all(shuttle, not(loom)))]
+#[path = "loom_shims.rs"]
+mod shuttle_shims;
+
+#[cfg(all(shuttle, not(loom)))]
+pub(crate) use shuttle_shims::{KeyMap, Ring, Vacant};
+
+#[cfg(all(shuttle, not(loom)))]
+#[path = "shuttle_waiter.rs"]
+mod shuttle_waiter;
+
+#[cfg(all(shuttle, not(loom)))]
+pub(crate) use shuttle_waiter::{Event, EventListener, Listener};
 
 use crate::key_state::KeyState;
 
@@ -37,7 +62,7 @@ pub(crate) enum MapEntry<'a, K, S> {
     Vacant(Vacant<'a, K, S>),
 }
 
-#[cfg(not(loom))]
+#[cfg(not(any(loom, shuttle)))]
 mod real {
     use super::MapEntry;
     use crate::key_state::KeyState;
