@@ -82,6 +82,12 @@ where
 
     /// Offers a key, blocking while the queue is full.
     ///
+    /// A key that is pending when the call starts (or when it wakes) is
+    /// coalesced at once, full or not. While it sleeps, it waits for a free
+    /// slot or the close, not for its key: if another thread makes the key
+    /// pending meanwhile, this call still waits for the next free slot and
+    /// then returns `Coalesced`.
+    ///
     /// # Errors
     ///
     /// `OfferError(key)` if the queue is closed, before or while waiting.
