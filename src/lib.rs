@@ -87,6 +87,10 @@
 //! * **G7 No allocation per offer.** The ring and the key map are allocated
 //!   at full size when the queue is built.
 //!
+//! The ring, the slot accounting and the close flag are lock-free atomics;
+//! the key map takes a short per-shard lock for one lookup, never held while
+//! waiting.
+//!
 //! The protocol behind these (the order of every step, and why) is in
 //! `DESIGN.md`; every race in it is model-checked with loom, and each rule
 //! has a deliberately broken variant that the models must catch.
