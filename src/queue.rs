@@ -634,6 +634,7 @@ where
                 + full_rejections
                 + closed_rejections,
             enqueued,
+            coalesced: coalesced_queued + coalesced_in_flight,
             coalesced_queued,
             coalesced_in_flight,
             full_rejections,

@@ -24,6 +24,7 @@ use crossbeam_utils::CachePadded;
 /// let stats = q.stats();
 /// assert_eq!(stats.offered, 3);
 /// assert_eq!(stats.enqueued, 2); // one key copy, one item
+/// assert_eq!(stats.coalesced, 1);
 /// assert_eq!(stats.coalesced(), 1);
 /// assert_eq!(stats.taken, 1);
 /// assert_eq!(stats.queued, 1);
@@ -36,6 +37,9 @@ pub struct Stats {
     pub offered: u64,
     /// Offers that put a new entry (a key copy or an item) into the queue.
     pub enqueued: u64,
+    /// Key offers absorbed by a pending copy: `coalesced_queued +
+    /// coalesced_in_flight` (also given by [`Stats::coalesced`]).
+    pub coalesced: u64,
     /// Key offers absorbed by a queued copy of the same key.
     pub coalesced_queued: u64,
     /// Key offers absorbed by an in-flight copy (marked for requeue under
