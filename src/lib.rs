@@ -144,6 +144,7 @@ mod queue;
 mod stats;
 mod sync;
 mod take;
+mod thread_slot;
 mod wait;
 
 pub use builder::Builder;

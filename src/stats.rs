@@ -1,11 +1,18 @@
 //! Operation counters and the public `Stats` snapshot.
 //!
-//! Counters are striped: each thread adds to its own cache line, chosen once
-//! per thread, so counting never makes producers on different cores write
-//! the same line. A snapshot sums the stripes; counts taken while operations
-//! run are each exact at some instant, not all at the same one.
+//! Counters are striped so that counting never makes threads write a shared
+//! cache line, and mostly without a read-modify-write:
+//! * I1 An owned stripe (index < `thread_slot::SLOTS`) is written only by the
+//!   thread holding that slot, with a plain load and store: one writer, so
+//!   no add is lost (hand-over between holders: `thread_slot`).
+//! * I2 A shared stripe (the rest) is used by threads without a slot, and
+//!   only with `fetch_add`.
+//!
+//! A snapshot sums the stripes; counts taken while operations run are each
+//! exact at some instant, not all at the same one.
 
 use crate::sync::StatCell;
+use crate::thread_slot::{self, SLOTS};
 use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
 use crossbeam_utils::CachePadded;
@@ -92,19 +99,19 @@ const COUNTERS: usize = Counter::RequeuedDirty as usize + 1;
 
 type Stripe = CachePadded<[StatCell; COUNTERS]>;
 
+/// Stripes shared by threads without a slot (I2), picked round-robin.
+const SHARED: usize = 4;
+
 pub(crate) struct Counters {
+    /// `SLOTS` owned stripes (I1), then `SHARED` shared ones (I2).
     stripes: Box<[Stripe]>,
     high_water_mark: CachePadded<StatCell>,
 }
 
 impl Counters {
     pub(crate) fn new() -> Self {
-        let stripes = std::thread::available_parallelism()
-            .map_or(4, usize::from)
-            .next_power_of_two()
-            .clamp(1, 64);
         Self {
-            stripes: (0..stripes)
+            stripes: (0..SLOTS + SHARED)
                 .map(|_| CachePadded::new(core::array::from_fn(|_| StatCell::new(0))))
                 .collect(),
             high_water_mark: CachePadded::new(StatCell::new(0)),
@@ -116,10 +123,21 @@ impl Counters {
         self.add_many(counter, 1);
     }
 
+    /// Relaxed throughout: a counter is only ever summed for a report; it
+    /// orders nothing.
     #[inline]
     pub(crate) fn add_many(&self, counter: Counter, count: usize) {
-        // Relaxed: a counter is only ever summed for a report; it orders nothing.
-        self.stripe()[counter as usize].fetch_add(count as u64, Relaxed);
+        let count = count as u64;
+        match thread_slot::current() {
+            None => {
+                self.stripes[SLOTS + shared_stripe()][counter as usize].fetch_add(count, Relaxed);
+            }
+            Some(slot) => {
+                // One writer (I1): the load cannot miss an add.
+                let cell = &self.stripes[slot][counter as usize];
+                cell.store(cell.load(Relaxed) + count, Relaxed);
+            }
+        }
     }
 
     /// Raises the high-water mark to `claimed` if it is higher. Reads first so
@@ -142,16 +160,10 @@ impl Counters {
             .map(|stripe| stripe[counter as usize].load(Relaxed))
             .sum()
     }
-
-    #[inline]
-    fn stripe(&self) -> &Stripe {
-        &self.stripes[thread_stripe() & (self.stripes.len() - 1)]
-    }
 }
 
-/// This thread's stripe number, handed out round-robin on first use.
-#[inline]
-fn thread_stripe() -> usize {
+/// A shared stripe for this thread (one without a slot), round-robin.
+fn shared_stripe() -> usize {
     use core::cell::Cell;
     use core::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -161,10 +173,10 @@ fn thread_stripe() -> usize {
     STRIPE
         .try_with(|stripe| {
             if stripe.get() == usize::MAX {
-                stripe.set(NEXT.fetch_add(1, Relaxed));
+                stripe.set(NEXT.fetch_add(1, Relaxed) % SHARED);
             }
             stripe.get()
         })
-        // A thread being torn down counts on stripe 0.
+        // A thread being torn down counts on shared stripe 0.
         .unwrap_or(0)
 }

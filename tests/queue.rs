@@ -1240,6 +1240,56 @@ fn stats_count_every_outcome() {
     assert_eq!(s.high_water_mark, 2);
 }
 
+/// More threads than the counters have stripes of their own (32), all
+/// counting at once: those without one share stripes, and not one add may
+/// be lost on either kind.
+#[test]
+fn stats_are_exact_with_more_threads_than_stripes() {
+    const THREADS: u32 = 48;
+    const ROUNDS: u32 = 10_000;
+    // Room for every offer: a second offer enqueues again if another
+    // thread took the first copy in between.
+    let q = Q::new(2 * (THREADS * ROUNDS) as usize);
+    let barrier = Barrier::new(THREADS as usize);
+    let (enqueued, coalesced) = thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (q, barrier) = (&q, &barrier);
+                s.spawn(move || {
+                    let (mut enqueued, mut coalesced) = (0u64, 0u64);
+                    barrier.wait();
+                    for round in 0..ROUNDS {
+                        let k = t * ROUNDS + round;
+                        // Twice: coalesced, unless someone took it between.
+                        for _ in 0..2 {
+                            match q.try_offer_key(k) {
+                                Ok(Offered::Enqueued) => enqueued += 1,
+                                Ok(Offered::Coalesced) => coalesced += 1,
+                                Err(e) => panic!("offer refused: {e:?}"),
+                            }
+                        }
+                        // This thread's offers came first: never empty.
+                        q.try_take().unwrap();
+                    }
+                    (enqueued, coalesced)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |(e, c), (te, tc)| (e + te, c + tc))
+    });
+    let s = q.stats();
+    let takes = u64::from(THREADS * ROUNDS);
+    assert_eq!(
+        (s.enqueued, s.coalesced_queued, s.taken),
+        (enqueued, coalesced, takes),
+        "counts were lost"
+    );
+    assert_eq!(s.offered, 2 * takes);
+}
+
 #[test]
 fn stats_high_water_mark_tracks_the_peak() {
     let q = Q::new(8);
