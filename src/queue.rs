@@ -14,6 +14,7 @@ use crate::wait::{self, Signal, Step};
 use crate::TryTakeError;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
+use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
 /// The hasher used when none is given: fast and randomly seeded.
@@ -67,7 +68,10 @@ pub type DefaultHasher = foldhash::fast::RandomState;
 pub struct CoalescingQueue<K, V, S = DefaultHasher> {
     pub(crate) ring: Ring<Entry<K, V>>,
     pub(crate) keys: KeyMap<K, S>,
-    pub(crate) occupancy: Occupancy,
+    /// Written by every claim and release: on a cache line of its own, so
+    /// that those writes do not evict the read-mostly fields beside it
+    /// (the map's shard table, the waiter counts) from other cores.
+    pub(crate) occupancy: CachePadded<Occupancy>,
     /// Takers wait here: notified once per push, and all at once when the
     /// queue closes or becomes drained after close.
     pub(crate) not_empty: Signal,
@@ -135,7 +139,7 @@ where
         Self {
             ring: Ring::new(capacity),
             keys: KeyMap::with_capacity_and_hasher(capacity, hasher),
-            occupancy: Occupancy::new(capacity),
+            occupancy: CachePadded::new(Occupancy::new(capacity)),
             not_empty: Signal::new(),
             not_full: Signal::new(),
             finished: Signal::new(),
@@ -301,7 +305,8 @@ where
             self.occupancy.lease_many(count)
         } else {
             let after = self.occupancy.release_many(count);
-            self.not_full.notify(count);
+            // The release was a SeqCst RMW: no fence needed.
+            self.not_full.notify_after_seqcst_change(count);
             after
         };
         self.counters.add_many(Counter::Taken, count);
@@ -408,7 +413,8 @@ where
             self.push(entry);
         } else {
             let after = self.occupancy.ack();
-            self.not_full.notify_one();
+            // The ack was a SeqCst RMW: no fence needed.
+            self.not_full.notify_after_seqcst_change(1);
             self.after_decrease(after);
         }
     }
