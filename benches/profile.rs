@@ -132,28 +132,6 @@ fn parts(n: u64) {
         let _ = ring.push(coalescing_queue::Entry::Key(key(i)));
         black_box(ring.pop());
     });
-    let map = dashmap::DashMap::<baselines::Key, u8, DefaultHasher>::with_capacity_and_hasher(
-        1024,
-        DefaultHasher::default(),
-    );
-    time("DashMap entry().insert + remove (new key)", n, |i| {
-        map.entry(key(i)).or_insert(0);
-        black_box(map.remove(&key(i)));
-    });
-    map.insert(key(7), 0);
-    time(
-        "DashMap entry() on a present key (dup offer's lookup)",
-        n,
-        |_| match map.entry(black_box(key(7))) {
-            dashmap::mapref::entry::Entry::Occupied(o) => {
-                black_box(o.get());
-            }
-            dashmap::mapref::entry::Entry::Vacant(_) => unreachable!(),
-        },
-    );
-    time("DashMap get() on a present key (read lock)", n, |_| {
-        black_box(map.get(&black_box(key(7))).is_some());
-    });
     let set = Mutex::new(
         HashSet::<baselines::Key, DefaultHasher>::with_capacity_and_hasher(
             1024,
@@ -168,64 +146,6 @@ fn parts(n: u64) {
             black_box(set.lock().unwrap().remove(&key(i)));
         },
     );
-    // What-if: the crate's offer+take protocol rebuilt from the same parts
-    // (DashMap entry, claim CAS under the shard lock, ArrayQueue push; pop,
-    // remove, release), with and without the per-operation Event notify and
-    // stats counters, to estimate what dropping them would gain.
-    for (label, notify, count) in [
-        (
-            "what-if pair: protocol + notify x2 + counters x2 (~ crate)",
-            true,
-            true,
-        ),
-        ("what-if pair: protocol + counters, no notify", false, true),
-        (
-            "what-if pair: protocol only (no notify, no counters)",
-            false,
-            false,
-        ),
-    ] {
-        let map = dashmap::DashMap::<baselines::Key, u8, DefaultHasher>::with_capacity_and_hasher(
-            1024,
-            DefaultHasher::default(),
-        );
-        let ring = crossbeam_queue::ArrayQueue::<E>::new(1024);
-        let claims = AtomicU64::new(0);
-        let (not_empty, not_full) = (event_listener::Event::new(), event_listener::Event::new());
-        let stripe = [AtomicU64::new(0), AtomicU64::new(0)];
-        time(label, n, |i| {
-            let k = key(i);
-            let reserved = match map.entry(k) {
-                dashmap::mapref::entry::Entry::Occupied(_) => None,
-                dashmap::mapref::entry::Entry::Vacant(v) => {
-                    let c = claims.load(Ordering::Acquire);
-                    let _ = claims.compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire);
-                    let copy = *v.key();
-                    v.insert(0);
-                    Some(copy)
-                }
-            };
-            if let Some(k) = reserved {
-                let _ = ring.push(coalescing_queue::Entry::Key(k));
-                if notify {
-                    not_empty.notify_additional(1);
-                }
-                if count {
-                    stripe[0].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if let Some(coalescing_queue::Entry::Key(k)) = ring.pop() {
-                map.remove(&k);
-                claims.fetch_sub(1, Ordering::AcqRel);
-                if notify {
-                    not_full.notify_additional(1);
-                }
-                if count {
-                    stripe[1].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-    }
     let crate_q = Crate::with_capacity(1024);
     time("crate try_offer_key + try_take (for comparison)", n, |i| {
         black_box(crate_q.try_offer(key(i)).is_ok());

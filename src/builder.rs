@@ -61,7 +61,7 @@ where
         self
     }
 
-    /// The hasher for the key map.
+    /// The hasher for the key table.
     pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> Builder<K, V, S2> {
         Builder {
             capacity: self.capacity,
@@ -71,7 +71,7 @@ where
         }
     }
 
-    /// Builds the queue, allocating the ring and the key map at full size.
+    /// Builds the queue, allocating the ring and the key table at full size.
     ///
     /// # Panics
     ///

@@ -1,6 +1,6 @@
-//! The lifecycle of a key in the key map.
+//! The lifecycle of a key in the key table.
 
-/// Where a key is in its lifecycle. A key absent from the map is neither
+/// Where a key is in its lifecycle. A key absent from the table is neither
 /// queued nor in flight; see the invariants on `CoalescingQueue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeyState {

@@ -84,12 +84,13 @@
 //! * **G6 No leaked reservation.** Once everything is taken and every lease
 //!   acked, no key is pending and no slot is claimed. A dropped lease is a
 //!   nack: it never loses an entry and never pins a key.
-//! * **G7 No allocation per offer.** The ring and the key map are allocated
-//!   at full size when the queue is built.
+//! * **G7 No allocation per offer.** The ring and the key table are
+//!   allocated at full size when the queue is built.
 //!
 //! The ring, the slot accounting and the close flag are lock-free atomics;
-//! the key map takes a short per-shard lock for one lookup, never held while
-//! waiting.
+//! the key table takes a short per-shard lock for one lookup, never held
+//! while waiting. Each pending key is stored once, in the table; the ring
+//! holds a 16-byte handle to it.
 //!
 //! The protocol behind these (the order of every step, and why) is in
 //! `DESIGN.md`; every race in it is model-checked with loom, and each rule
@@ -133,6 +134,7 @@ mod entry;
 mod error;
 mod gate;
 mod key_state;
+mod key_table;
 mod lease;
 mod lease_clock;
 #[cfg(loom)]

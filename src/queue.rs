@@ -5,11 +5,12 @@
 
 use crate::entry::{Entry, Offered};
 use crate::key_state::KeyState;
+use crate::key_table::{Handle, KeyTable, Lookup};
 use crate::lease_clock::LeaseClock;
 use crate::occupancy::{ClaimError, Occupancy, Snapshot};
 use crate::policy::InFlightPolicy;
 use crate::stats::{Counter, Counters, Stats};
-use crate::sync::{KeyMap, MapEntry, Ring};
+use crate::sync::Ring;
 use crate::wait::{self, Signal, Step};
 use crate::TryTakeError;
 use core::fmt;
@@ -43,9 +44,10 @@ pub type DefaultHasher = foldhash::fast::RandomState;
 /// ```
 //
 // State and what protects it:
-// * `ring`: entries in FIFO order; linearizable on its own.
-// * `keys`: one entry per key queued or in flight; each key's entry is
-//   changed only under that key's lock (`KeyMap::entry` / `update`).
+// * `ring`: entries in FIFO order (a queued key as the handle of its
+//   `keys` entry); linearizable on its own.
+// * `keys`: one entry per key queued or in flight, the key's only copy;
+//   each key's entry is changed only under its shard's lock (`key_table.rs`).
 // * `occupancy`: claimed slots, in-flight count and the closed bit, in one
 //   atomic word (see `occupancy.rs`).
 //
@@ -56,8 +58,9 @@ pub type DefaultHasher = foldhash::fast::RandomState;
 // * I3 ring length <= claimed - in_flight: a lease is counted in flight only
 //   after its pop, and leaves the count before its entry is pushed again.
 //   So "closed and claimed == in_flight" means nothing is queued or coming.
-// * I4 (G2) A key is in `keys` exactly while one copy of it is queued, being
-//   pushed, being taken, or leased; there is never a second copy.
+// * I4 (G2) A key is in `keys` exactly while its handle is queued, being
+//   pushed, being taken, or while it is leased; a key has at most one
+//   entry, and at most one handle of it is in the ring.
 // * I5 (G1) A key leaves `keys` only after its copy has left the ring (plain
 //   take: after the pop; lease: at the ack), so an offer absorbed by a copy
 //   is absorbed by one that has not yet been handed to a caller, or (dirty)
@@ -66,11 +69,11 @@ pub type DefaultHasher = foldhash::fast::RandomState;
 //   key's lock before the key is inserted, so an offer coalesced into a
 //   reservation can rely on the push that follows.
 pub struct CoalescingQueue<K, V, S = DefaultHasher> {
-    pub(crate) ring: Ring<Entry<K, V>>,
-    pub(crate) keys: KeyMap<K, S>,
+    pub(crate) ring: Ring<Entry<Handle, V>>,
+    pub(crate) keys: KeyTable<K, S>,
     /// Written by every claim and release: on a cache line of its own, so
     /// that those writes do not evict the read-mostly fields beside it
-    /// (the map's shard table, the waiter counts) from other cores.
+    /// (the key table's shard list, the waiter counts) from other cores.
     pub(crate) occupancy: CachePadded<Occupancy>,
     /// Takers wait here: notified once per push, and all at once when the
     /// queue closes or becomes drained after close.
@@ -85,8 +88,12 @@ pub struct CoalescingQueue<K, V, S = DefaultHasher> {
     capacity: usize,
     /// MUTANT: deliver_before_remove: keys whose removal a take deferred.
     #[cfg(coalescing_mutant = "deliver_before_remove")]
-    deferred: std::sync::Mutex<Vec<K>>,
+    deferred: std::sync::Mutex<Vec<Handle>>,
 }
+
+/// Entries a batch take pops before it updates their keys (one lock per
+/// shard for the lot); at most 64 (`KeyTable::take_many`).
+const CHUNK: usize = 32;
 
 /// One attempt to offer, before any waiting.
 pub(crate) enum Attempt<T, R> {
@@ -109,7 +116,7 @@ where
     /// A queue holding at most `capacity` entries (queued plus in flight),
     /// with the default hasher and `InFlightPolicy::Requeue`.
     ///
-    /// The ring and the key map are allocated here, at full size, so
+    /// The ring and the key table are allocated here, at full size, so
     /// offers never allocate (G7).
     ///
     /// # Panics
@@ -138,7 +145,7 @@ where
     pub(crate) fn from_parts(capacity: usize, policy: InFlightPolicy, hasher: S) -> Self {
         Self {
             ring: Ring::new(capacity),
-            keys: KeyMap::with_capacity_and_hasher(capacity, hasher),
+            keys: KeyTable::with_capacity_and_hasher(capacity, hasher),
             occupancy: CachePadded::new(Occupancy::new(capacity)),
             not_empty: Signal::new(),
             not_full: Signal::new(),
@@ -163,22 +170,22 @@ where
         #[cfg(coalescing_mutant = "reserve_before_claim")]
         return self.mutant_reserve_before_claim(key);
         // Steps 1-3, under the key's lock.
-        let reserved = self.keys.entry(key, |entry| match entry {
-            MapEntry::Occupied(state) => Attempt::Done(self.absorb(state)),
+        let reserved = self.keys.entry(key, |lookup| match lookup {
+            Lookup::Pending(state) => Attempt::Done(self.absorb(state)),
             // Claim before insert, both under the key's lock: keeps I6.
-            MapEntry::Vacant(vacant) => match self.occupancy.try_claim() {
+            Lookup::Absent(vacancy) => match self.occupancy.try_claim() {
                 Ok(after) => {
                     self.counters.note_claimed(after.claimed());
-                    Attempt::Done(Ok(vacant.insert(KeyState::Queued)))
+                    Attempt::Done(Ok(vacancy.insert(KeyState::Queued)))
                 }
-                Err(ClaimError::Full) => Attempt::Full(vacant.into_key()),
-                Err(ClaimError::Closed) => Attempt::Closed(vacant.into_key()),
+                Err(ClaimError::Full) => Attempt::Full(vacancy.into_key()),
+                Err(ClaimError::Closed) => Attempt::Closed(vacancy.into_key()),
             },
         });
         match reserved {
-            Attempt::Done(Ok(copy)) => {
+            Attempt::Done(Ok(handle)) => {
                 // Steps 4-5.
-                self.push(Entry::Key(copy));
+                self.push(Entry::Key(handle));
                 self.counters.add(Counter::Enqueued);
                 Attempt::Done(Offered::Enqueued)
             }
@@ -193,24 +200,24 @@ where
     /// loses any offer coalesced into the reservation meanwhile (breaks I6).
     #[cfg(coalescing_mutant = "reserve_before_claim")]
     fn mutant_reserve_before_claim(&self, key: K) -> Attempt<K, Offered> {
-        let copy = match self.keys.entry(key, |entry| match entry {
-            MapEntry::Occupied(state) => self.absorb(state).map_err(Ok),
-            MapEntry::Vacant(vacant) => Ok(vacant.insert(KeyState::Queued)),
+        let handle = match self.keys.entry(key, |lookup| match lookup {
+            Lookup::Pending(state) => self.absorb(state).map_err(Ok),
+            Lookup::Absent(vacancy) => Ok(vacancy.insert(KeyState::Queued)),
         }) {
-            Ok(copy) => copy,
+            Ok(handle) => handle,
             Err(Ok(coalesced)) | Err(Err(coalesced)) => return Attempt::Done(coalesced),
         };
         match self.occupancy.try_claim() {
             Ok(_) => {
-                self.push(Entry::Key(copy));
+                self.push(Entry::Key(handle));
                 self.counters.add(Counter::Enqueued);
                 Attempt::Done(Offered::Enqueued)
             }
             Err(error) => {
-                self.keys.remove(&copy);
+                let key = self.keys.remove(handle).expect("the reservation is gone");
                 match error {
-                    ClaimError::Full => Attempt::Full(copy),
-                    ClaimError::Closed => Attempt::Closed(copy),
+                    ClaimError::Full => Attempt::Full(key),
+                    ClaimError::Closed => Attempt::Closed(key),
                 }
             }
         }
@@ -218,7 +225,7 @@ where
 
     /// An offer found its key pending: absorb it into that copy (step 1/3).
     /// Returns `Err` so the caller can tell it apart from a reservation.
-    fn absorb(&self, state: &mut KeyState) -> Result<K, Offered> {
+    fn absorb(&self, state: &mut KeyState) -> Result<Handle, Offered> {
         match *state {
             KeyState::Queued => self.counters.add(Counter::CoalescedQueued),
             KeyState::InFlight => {
@@ -247,7 +254,7 @@ where
     }
 
     /// Pushes an entry whose claim is held, then wakes one taker.
-    fn push(&self, entry: Entry<K, V>) {
+    fn push(&self, entry: Entry<Handle, V>) {
         if self.ring.push(entry).is_err() {
             unreachable!("the ring had no room for a claimed slot (breaks I2)");
         }
@@ -275,17 +282,71 @@ where
     ) -> Result<usize, TryTakeError> {
         let mut taken = 0;
         while taken < limit {
-            let Some(entry) = self.pop_one(leased) else {
+            let want = (limit - taken).min(CHUNK);
+            let popped = self.pop_chunk(leased, want, out);
+            taken += popped;
+            if popped < want {
                 break;
-            };
-            out.push(entry);
-            taken += 1;
+            }
         }
         if taken == 0 {
             return Err(self.why_empty());
         }
         self.account_taken(leased, taken);
         Ok(taken)
+    }
+
+    /// Pops up to `want` (at most `CHUNK`) entries into `out` in ring order,
+    /// then updates their keys' entries with one lock per shard: each entry
+    /// still changes only after its pop and before it is handed out (I4, I5).
+    /// Returns how many were popped.
+    #[cfg(not(any(
+        coalescing_mutant = "delete_before_pop",
+        coalescing_mutant = "deliver_before_remove"
+    )))]
+    fn pop_chunk(&self, leased: bool, want: usize, out: &mut Vec<Entry<K, V>>) -> usize {
+        let mut popped: [Option<Entry<Handle, V>>; CHUNK] = core::array::from_fn(|_| None);
+        let mut count = 0;
+        while count < want {
+            let Some(entry) = self.ring.pop() else { break };
+            popped[count] = Some(entry);
+            count += 1;
+        }
+        let handles: [Option<Handle>; CHUNK] = core::array::from_fn(|i| match &popped[i] {
+            Some(Entry::Key(handle)) => Some(*handle),
+            _ => None,
+        });
+        let mut keys: [Option<K>; CHUNK] = core::array::from_fn(|_| None);
+        self.keys
+            .take_many(&handles[..count], leased, &mut keys[..count]);
+        for (entry, key) in popped.iter_mut().zip(keys.iter_mut()).take(count) {
+            out.push(match entry.take() {
+                Some(Entry::Item(item)) => Entry::Item(item),
+                // I4: a queued handle's entry stays until this take.
+                _ => Entry::Key(
+                    key.take()
+                        .expect("a queued key had no entry in the key table (breaks I4)"),
+                ),
+            });
+        }
+        count
+    }
+
+    /// The mutants of the take live in `pop_one`: batches go through it.
+    #[cfg(any(
+        coalescing_mutant = "delete_before_pop",
+        coalescing_mutant = "deliver_before_remove"
+    ))]
+    fn pop_chunk(&self, leased: bool, want: usize, out: &mut Vec<Entry<K, V>>) -> usize {
+        let mut count = 0;
+        while count < want {
+            let Some(entry) = self.pop_one(leased) else {
+                break;
+            };
+            out.push(entry);
+            count += 1;
+        }
+        count
     }
 
     /// The ring was empty: closed and drained, or just empty for now.
@@ -313,57 +374,62 @@ where
         self.after_decrease(after);
     }
 
-    /// Pops the head and updates its key's state: the pop and the key
+    /// Pops the head and updates its key's entry: the pop and the key
     /// change of a take, without the shared counts.
     fn pop_one(&self, leased: bool) -> Option<Entry<K, V>> {
         // MUTANT: deliver_before_remove: the removals the last take deferred.
         #[cfg(coalescing_mutant = "deliver_before_remove")]
         {
-            // Out of the std lock before the map's (a model point).
+            // Out of the std lock before the table's (a model point).
             let deferred = core::mem::take(&mut *self.deferred.lock().unwrap());
             for earlier in deferred {
-                self.keys.remove(&earlier);
+                self.keys.remove(earlier);
             }
         }
-        // MUTANT: delete_before_pop: removes the key while its copy is still
-        // in the ring, so an offer can push a second copy (breaks I4, I5).
+        // MUTANT: delete_before_pop: removes the key while its handle is
+        // still in the ring, so an offer can push a second copy (breaks I4, I5).
         #[cfg(coalescing_mutant = "delete_before_pop")]
         let removed_early = match leased {
             true => None,
-            false => self.ring.mutant_peek(|head| match head {
-                Some(Entry::Key(key)) => Some(key.clone()),
-                _ => None,
-            }),
+            false => self
+                .ring
+                .mutant_peek(|head| match head {
+                    Some(Entry::Key(handle)) => Some(*handle),
+                    _ => None,
+                })
+                .and_then(|handle| Some((handle, self.keys.remove(handle)?))),
         };
-        #[cfg(coalescing_mutant = "delete_before_pop")]
-        if let Some(key) = &removed_early {
-            self.keys.remove(key);
-        }
-        let entry = self.ring.pop()?;
-        // The key's state changes only after the pop: keeps I4 and I5.
-        if let Entry::Key(key) = &entry {
-            if leased {
-                self.keys.update(key, |state| {
-                    *state = KeyState::InFlight;
-                    ((), false)
-                });
-            } else {
-                #[cfg(not(any(
-                    coalescing_mutant = "delete_before_pop",
-                    coalescing_mutant = "deliver_before_remove"
-                )))]
-                self.keys.remove(key);
-                #[cfg(coalescing_mutant = "delete_before_pop")]
-                if removed_early.as_ref() != Some(key) {
-                    self.keys.remove(key);
-                }
-                // MUTANT: deliver_before_remove: the key leaves the map only
-                // at the next take, after this one has returned it (breaks I5).
-                #[cfg(coalescing_mutant = "deliver_before_remove")]
-                self.deferred.lock().unwrap().push(key.clone());
-            }
-        }
-        Some(entry)
+        let handle = match self.ring.pop()? {
+            Entry::Item(item) => return Some(Entry::Item(item)),
+            Entry::Key(handle) => handle,
+        };
+        // The key's entry changes only after the pop: keeps I4 and I5.
+        let key = if leased {
+            self.keys.set_state(handle, KeyState::InFlight)
+        } else {
+            #[cfg(not(any(
+                coalescing_mutant = "delete_before_pop",
+                coalescing_mutant = "deliver_before_remove"
+            )))]
+            let key = self.keys.remove(handle);
+            #[cfg(coalescing_mutant = "delete_before_pop")]
+            let key = match removed_early {
+                Some((early, key)) if early == handle => Some(key),
+                _ => self.keys.remove(handle),
+            };
+            // MUTANT: deliver_before_remove: the key leaves the table only
+            // at the next take, after this one has returned it (breaks I5).
+            #[cfg(coalescing_mutant = "deliver_before_remove")]
+            let key = {
+                self.deferred.lock().unwrap().push(handle);
+                self.keys.key_of(handle)
+            };
+            key
+        };
+        // I4: a queued handle's entry stays until this take.
+        Some(Entry::Key(key.expect(
+            "a queued key had no entry in the key table (breaks I4)",
+        )))
     }
 
     /// Ends one lease: ack removes the key (or queues it again if it is
@@ -376,9 +442,12 @@ where
             LeaseEnd::Nack if self.occupancy.load().is_closed() => LeaseEnd::Ack,
             end => end,
         };
-        let requeue = match (&entry, end) {
+        // What goes back into the ring, if anything. A leased key's entry
+        // stays in the table until the lease ends (I4), so `update` finds it
+        // (were it gone, the lease would end as an ack: nothing to requeue).
+        let requeue = match (entry, end) {
             (Entry::Key(key), LeaseEnd::Ack) => {
-                let dirty = self.keys.update(key, |state| {
+                let ended = self.keys.update(&key, |state| {
                     let dirty = *state == KeyState::InFlightDirty;
                     // MUTANT: ack_ignores_dirty: ack removes a dirty key, losing
                     // the offer absorbed while it was in flight (breaks G1).
@@ -387,26 +456,29 @@ where
                     *state = KeyState::Queued;
                     (dirty, !dirty)
                 });
-                if dirty == Some(true) {
-                    self.counters.add(Counter::RequeuedDirty);
+                match ended {
+                    Some((true, handle)) => {
+                        self.counters.add(Counter::RequeuedDirty);
+                        Some(Entry::Key(handle))
+                    }
+                    _ => None,
                 }
-                dirty == Some(true)
             }
-            (Entry::Key(key), LeaseEnd::Nack) => {
-                self.keys.update(key, |state| {
+            (Entry::Key(key), LeaseEnd::Nack) => self
+                .keys
+                .update(&key, |state| {
                     *state = KeyState::Queued;
                     ((), false)
-                });
-                true
-            }
-            (Entry::Item(_), LeaseEnd::Ack) => false,
-            (Entry::Item(_), LeaseEnd::Nack) => true,
+                })
+                .map(|((), handle)| Entry::Key(handle)),
+            (Entry::Item(_), LeaseEnd::Ack) => None,
+            (Entry::Item(item), LeaseEnd::Nack) => Some(Entry::Item(item)),
         };
         self.counters.add(match end {
             LeaseEnd::Ack => Counter::Acked,
             LeaseEnd::Nack => Counter::Nacked,
         });
-        if requeue {
+        if let Some(entry) = requeue {
             // Out of the in-flight count before the push: keeps I3. The claim
             // stays with the entry, so the push finds room (I2).
             self.occupancy.unlease();

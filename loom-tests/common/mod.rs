@@ -14,16 +14,22 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc as StdArc, Mutex as StdMutex};
 use std::time::Instant;
 
-pub type Queue = CoalescingQueue<u32, u32>;
+/// A fixed hasher: loom replays schedules and needs every iteration to run
+/// the same program, but the default hasher is seeded at random, which would
+/// send a key to a different shard lock (a different loom object) from one
+/// iteration to the next.
+pub type Hasher = foldhash::fast::FixedState;
+pub type Queue = CoalescingQueue<u32, u32, Hasher>;
 pub type Shared = loom::sync::Arc<Queue>;
 pub type Log = StdArc<History>;
 
 /// A queue of `capacity` with the default policy (`Requeue`), for a model.
 pub fn queue(capacity: usize) -> Shared {
     loom::sync::Arc::new(
-        Queue::builder()
+        CoalescingQueue::builder()
             .capacity(capacity)
             .in_flight(InFlightPolicy::Requeue)
+            .hasher(Hasher::with_seed(0x5eed))
             .build(),
     )
 }

@@ -1,0 +1,443 @@
+//! The key table: one entry per key that is queued or in flight (I4 of
+//! `CoalescingQueue`), and the only place a pending key is stored.
+//!
+//! The ring holds a [`Handle`] (16 bytes) for a queued key, not the key: a
+//! take finds the entry through it, removes it and hands the key out (plain
+//! take), or marks it in flight and hands out a clone (leased take). So a
+//! pending key costs one table entry and one ring slot of a handle, and a
+//! duplicate offer costs nothing.
+//!
+//! Shards: `Mutex<hashbrown::HashTable>`, each on its own cache line. Every
+//! operation hashes the key once (`S::hash_one`; a take reuses the hash in
+//! the handle) and holds its shard's lock for the lookup and the change, so
+//! it is linearizable per key, as the protocol needs (DESIGN.md section 3).
+//!
+//! Invariants:
+//! * T1 An entry's `seq` is unique among the entries of its shard: each
+//!   insert takes the shard's next number. A handle (hash, seq) therefore
+//!   names at most one entry, even among keys whose hashes are equal.
+//! * T2 An entry keeps its hash and `seq` from insert to removal, so a
+//!   handle pushed again at a requeue still names it.
+//!
+//! Panics under a shard lock come only from user code (`K::eq`, `K::clone`,
+//! and `K::hash` when a table must grow); a lock is taken with
+//! `PoisonError::into_inner`, as none of them leaves a table inconsistent.
+//! What such a panic does to the protocol is said in DESIGN.md section 3.
+
+use crate::key_state::KeyState;
+use crate::sync::{Mutex, MutexGuard};
+use core::hash::{BuildHasher, Hash};
+use crossbeam_utils::CachePadded;
+use hashbrown::hash_table::{Entry, HashTable, VacantEntry};
+use std::sync::PoisonError;
+
+/// Names one entry of the table; what the ring holds for a queued key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Handle {
+    hash: u64,
+    seq: u64,
+}
+
+struct Slot<K> {
+    key: K,
+    seq: u64,
+    state: KeyState,
+}
+
+struct Shard<K> {
+    table: HashTable<Slot<K>>,
+    /// The `seq` of the next insert (T1).
+    next_seq: u64,
+}
+
+pub(crate) struct KeyTable<K, S> {
+    shards: Box<[CachePadded<Mutex<Shard<K>>>]>,
+    hasher: S,
+}
+
+/// A key's entry as an offer sees it, under its shard's lock.
+pub(crate) enum Lookup<'a, K> {
+    /// The key is queued or in flight; its state may be changed in place.
+    Pending(&'a mut KeyState),
+    /// The key is absent; `Vacancy::insert` reserves it.
+    Absent(Vacancy<'a, K>),
+}
+
+/// An absent key, its shard locked until this is inserted or dropped.
+pub(crate) struct Vacancy<'a, K> {
+    entry: VacantEntry<'a, Slot<K>>,
+    next_seq: &'a mut u64,
+    hash: u64,
+    key: K,
+}
+
+impl<K> Vacancy<'_, K> {
+    /// Inserts the key with `state`; returns the handle for the ring.
+    pub(crate) fn insert(self, state: KeyState) -> Handle {
+        let seq = *self.next_seq;
+        *self.next_seq += 1; // keeps T1
+        self.entry.insert(Slot {
+            key: self.key,
+            seq,
+            state,
+        });
+        Handle {
+            hash: self.hash,
+            seq,
+        }
+    }
+
+    /// Gives the key back without inserting it.
+    pub(crate) fn into_key(self) -> K {
+        self.key
+    }
+}
+
+/// The fewest and the most shards.
+const MIN_SHARDS: usize = 8;
+const MAX_SHARDS: usize = 256;
+
+impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
+    /// A table for at most `capacity` keys, allocated here at full size.
+    ///
+    /// hashbrown gives a table a power of two of buckets, at most 7/8 full.
+    /// With a power-of-two number of shards, a capacity that is itself a
+    /// power of two would land every shard just past a power of two and
+    /// double the buckets. So the shard count is chosen (from the expected
+    /// concurrency up to twice that) to need the fewest buckets in all. Each
+    /// shard is sized for its even share of `capacity` plus four standard
+    /// deviations of the binomial spread of a random hash (and 4), so a
+    /// full queue finds room in every shard and offers never allocate (G7);
+    /// a shard that does receive more grows once and keeps its size.
+    pub(crate) fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        let (count, per_shard) = layout(capacity);
+        let shards = (0..count)
+            .map(|_| {
+                CachePadded::new(Mutex::new(Shard {
+                    table: HashTable::with_capacity(per_shard),
+                    next_seq: 0,
+                }))
+            })
+            .collect();
+        Self { shards, hasher }
+    }
+
+    #[inline]
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard of a hash, from bits 25..57: above the low bits hashbrown
+    /// picks buckets with and below its 7-bit tag (the top bits), so the
+    /// shard biases neither. Multiply-shift maps them onto any count.
+    #[inline]
+    fn shard_index(&self, hash: u64) -> usize {
+        let bits = (hash >> 25) & 0xFFFF_FFFF;
+        ((bits * self.shards.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard<K>> {
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shard of a hash, locked.
+    #[inline]
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K>> {
+        self.lock(self.shard_index(hash))
+    }
+
+    /// Runs `f` on `key`'s entry with the key's shard locked.
+    #[inline]
+    pub(crate) fn entry<R>(&self, key: K, f: impl FnOnce(Lookup<'_, K>) -> R) -> R {
+        let hash = self.hash(&key);
+        let mut shard = self.shard(hash);
+        let Shard { table, next_seq } = &mut *shard;
+        // The rehash closure runs only if the table must grow.
+        match table.entry(hash, |slot| slot.key == key, |slot| self.hash(&slot.key)) {
+            Entry::Occupied(mut occupied) => f(Lookup::Pending(&mut occupied.get_mut().state)),
+            Entry::Vacant(entry) => f(Lookup::Absent(Vacancy {
+                entry,
+                next_seq,
+                hash,
+                key,
+            })),
+        }
+    }
+
+    /// Removes the entry `handle` names and returns its key (plain take).
+    #[inline]
+    pub(crate) fn remove(&self, handle: Handle) -> Option<K> {
+        let mut shard = self.shard(handle.hash);
+        let found = shard
+            .table
+            .find_entry(handle.hash, |slot| slot.seq == handle.seq)
+            .ok()?;
+        Some(found.remove().0.key)
+    }
+
+    /// Sets the state of the entry `handle` names and returns a clone of its
+    /// key (leased take: the key stays, deduplicating, while the lease is out).
+    #[inline]
+    pub(crate) fn set_state(&self, handle: Handle, state: KeyState) -> Option<K> {
+        let mut shard = self.shard(handle.hash);
+        let slot = shard
+            .table
+            .find_mut(handle.hash, |slot| slot.seq == handle.seq)?;
+        // Clone first: a panicking `clone` leaves the state as it was.
+        let key = slot.key.clone();
+        slot.state = state;
+        Some(key)
+    }
+
+    /// A clone of the key the handle names, changing nothing.
+    #[cfg(coalescing_mutant = "deliver_before_remove")]
+    pub(crate) fn key_of(&self, handle: Handle) -> Option<K> {
+        let shard = self.shard(handle.hash);
+        let slot = shard
+            .table
+            .find(handle.hash, |slot| slot.seq == handle.seq)?;
+        Some(slot.key.clone())
+    }
+
+    /// The keys of `handles` for a batch take, each shard locked once for
+    /// all of its handles: a plain take removes the entries and moves their
+    /// keys out, a leased one marks them in flight and clones them.
+    /// `keys[i]` receives the key of `handles[i]`, if it has an entry; at
+    /// most 64 handles.
+    pub(crate) fn take_many(
+        &self,
+        handles: &[Option<Handle>],
+        leased: bool,
+        keys: &mut [Option<K>],
+    ) {
+        debug_assert!(handles.len() <= 64 && keys.len() >= handles.len());
+        // Bit i: handle i still to do.
+        let mut pending: u64 = handles
+            .iter()
+            .enumerate()
+            .filter(|(_, handle)| handle.is_some())
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        while pending != 0 {
+            let first = pending.trailing_zeros() as usize;
+            let index = self.shard_index(handles[first].map_or(0, |h| h.hash));
+            let mut shard = self.lock(index);
+            let mut rest = pending;
+            while rest != 0 {
+                let i = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                let Some(handle) = handles[i] else { continue };
+                if self.shard_index(handle.hash) != index {
+                    continue;
+                }
+                pending &= !(1 << i);
+                keys[i] = if leased {
+                    shard
+                        .table
+                        .find_mut(handle.hash, |slot| slot.seq == handle.seq)
+                        .map(|slot| {
+                            let key = slot.key.clone();
+                            slot.state = KeyState::InFlight;
+                            key
+                        })
+                } else {
+                    shard
+                        .table
+                        .find_entry(handle.hash, |slot| slot.seq == handle.seq)
+                        .ok()
+                        .map(|found| found.remove().0.key)
+                };
+            }
+        }
+    }
+
+    /// Runs `f` on `key`'s state if present; removes the entry if `f`
+    /// returns `true` for "remove". Returns what `f` returned and the
+    /// entry's handle (still valid unless removed, T2), or `None` if absent.
+    #[inline]
+    pub(crate) fn update<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&mut KeyState) -> (R, bool),
+    ) -> Option<(R, Handle)> {
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash);
+        let mut found = shard.table.find_entry(hash, |slot| slot.key == *key).ok()?;
+        let slot = found.get_mut();
+        let handle = Handle {
+            hash,
+            seq: slot.seq,
+        };
+        let (r, remove) = f(&mut slot.state);
+        if remove {
+            found.remove();
+        }
+        Some((r, handle))
+    }
+
+    /// Removes `key` wherever it stands; returns it if it was present.
+    #[cfg(any(
+        coalescing_mutant = "reserve_before_claim",
+        coalescing_mutant = "delete_before_pop"
+    ))]
+    pub(crate) fn remove_key(&self, key: &K) -> Option<K> {
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash);
+        let found = shard.table.find_entry(hash, |slot| slot.key == *key).ok()?;
+        Some(found.remove().0.key)
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<KeyState> {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        shard
+            .table
+            .find(hash, |slot| slot.key == *key)
+            .map(|slot| slot.state)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .table
+                    .len()
+            })
+            .sum()
+    }
+}
+
+/// `(shards, keys per shard)` for `capacity` keys: the count in
+/// `[n, 2n]` (n: four per core, within `MIN_SHARDS..=MAX_SHARDS`, at most
+/// `capacity`) whose tables need the fewest buckets in all.
+fn layout(capacity: usize) -> (usize, usize) {
+    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let least = parallelism
+        .saturating_mul(4)
+        .clamp(MIN_SHARDS, MAX_SHARDS)
+        .min(capacity.max(1));
+    (least..=2 * least)
+        .map(|count| {
+            let share = capacity.div_ceil(count);
+            let per_shard = share + 4 * share.isqrt() + 4;
+            (count, per_shard, count.saturating_mul(buckets(per_shard)))
+        })
+        .min_by_key(|&(_, _, total)| total)
+        .map(|(count, per_shard, _)| (count, per_shard))
+        .unwrap_or((1, capacity))
+}
+
+/// The buckets hashbrown allocates for `capacity` entries: a power of two,
+/// at most 7/8 full (below 8 buckets: up to 3 in 4, 7 in 8).
+fn buckets(capacity: usize) -> usize {
+    if capacity < 4 {
+        4
+    } else if capacity < 8 {
+        8
+    } else {
+        (capacity.saturating_mul(8) / 7).next_power_of_two()
+    }
+}
+
+#[cfg(all(test, not(loom), not(shuttle)))]
+mod tests {
+    use super::*;
+    use crate::key_state::KeyState::{InFlight, Queued};
+
+    type Table = KeyTable<u64, foldhash::fast::RandomState>;
+
+    fn insert(table: &Table, key: u64) -> Handle {
+        table.entry(key, |lookup| match lookup {
+            Lookup::Absent(vacancy) => vacancy.insert(Queued),
+            Lookup::Pending(_) => panic!("{key} already present"),
+        })
+    }
+
+    #[test]
+    fn a_handle_names_its_entry_until_removed() {
+        let table = Table::with_capacity_and_hasher(16, Default::default());
+        let one = insert(&table, 1);
+        let two = insert(&table, 2);
+        assert_eq!(table.len(), 2);
+        assert!(table.entry(1, |lookup| matches!(lookup, Lookup::Pending(_))));
+        assert_eq!(table.set_state(two, InFlight), Some(2));
+        assert_eq!(table.get(&2), Some(InFlight));
+        assert_eq!(table.remove(one), Some(1));
+        assert_eq!(table.remove(one), None, "a removed entry is gone");
+        let (state, again) = table.update(&2, |s| (*s, false)).unwrap();
+        assert_eq!((state, again), (InFlight, two), "T2: the handle stays");
+        assert_eq!(table.update(&2, |_| ((), true)).map(|(r, _)| r), Some(()));
+        assert_eq!(table.len(), 0);
+    }
+
+    /// Keys with equal hashes: the handle still tells them apart (T1).
+    #[test]
+    fn equal_hashes_are_told_apart_by_seq() {
+        #[derive(Clone, Default)]
+        struct Constant;
+        impl BuildHasher for Constant {
+            type Hasher = Zero;
+            fn build_hasher(&self) -> Zero {
+                Zero
+            }
+        }
+        struct Zero;
+        impl core::hash::Hasher for Zero {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, _: &[u8]) {}
+        }
+        let table = KeyTable::<u32, Constant>::with_capacity_and_hasher(4, Constant);
+        let handles: Vec<Handle> = (0..4)
+            .map(|k| {
+                table.entry(k, |lookup| match lookup {
+                    Lookup::Absent(vacancy) => vacancy.insert(Queued),
+                    Lookup::Pending(_) => unreachable!(),
+                })
+            })
+            .collect();
+        // Removed out of order, each handle yields its own key.
+        for &i in &[2, 0, 3, 1] {
+            assert_eq!(table.remove(handles[i]), Some(i as u32));
+        }
+    }
+
+    #[test]
+    fn a_full_table_never_grows() {
+        for capacity in [1, 2, 3, 7, 100, 1000, 1 << 16, 1 << 20] {
+            let table = Table::with_capacity_and_hasher(capacity, Default::default());
+            let room: Vec<usize> = table
+                .shards
+                .iter()
+                .map(|s| s.lock().unwrap().table.capacity())
+                .collect();
+            for key in 0..capacity as u64 {
+                insert(&table, key);
+            }
+            let after: Vec<usize> = table
+                .shards
+                .iter()
+                .map(|s| s.lock().unwrap().table.capacity())
+                .collect();
+            assert_eq!(room, after, "capacity {capacity}: a shard grew");
+        }
+    }
+
+    #[test]
+    fn layout_avoids_doubling_at_powers_of_two() {
+        let (count, per_shard) = layout(1 << 20);
+        let total = count * buckets(per_shard);
+        // A power-of-two shard count would need 2^21 buckets here.
+        assert!(
+            total < 3 << 19,
+            "{count} shards x {per_shard}: {total} buckets"
+        );
+        assert!(count * per_shard >= 1 << 20);
+    }
+}
