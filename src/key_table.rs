@@ -58,7 +58,8 @@ pub(crate) struct KeyTable<K, S> {
 /// A key's entry as an offer sees it, under its shard's lock.
 pub(crate) enum Lookup<'a, K> {
     /// The key is queued or in flight; its state may be changed in place.
-    Pending(&'a mut KeyState),
+    /// The offered key is handed back (it equals the stored one).
+    Pending(&'a mut KeyState, K),
     /// The key is absent; `Vacancy::insert` reserves it.
     Absent(Vacancy<'a, K>),
 }
@@ -157,7 +158,7 @@ impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
         let Shard { table, next_seq } = &mut *shard;
         // The rehash closure runs only if the table must grow.
         match table.entry(hash, |slot| slot.key == key, |slot| self.hash(&slot.key)) {
-            Entry::Occupied(mut occupied) => f(Lookup::Pending(&mut occupied.get_mut().state)),
+            Entry::Occupied(mut occupied) => f(Lookup::Pending(&mut occupied.get_mut().state, key)),
             Entry::Vacant(entry) => f(Lookup::Absent(Vacancy {
                 entry,
                 next_seq,
@@ -354,7 +355,7 @@ mod tests {
     fn insert(table: &Table, key: u64) -> Handle {
         table.entry(key, |lookup| match lookup {
             Lookup::Absent(vacancy) => vacancy.insert(Queued),
-            Lookup::Pending(_) => panic!("{key} already present"),
+            Lookup::Pending(..) => panic!("{key} already present"),
         })
     }
 
@@ -364,7 +365,7 @@ mod tests {
         let one = insert(&table, 1);
         let two = insert(&table, 2);
         assert_eq!(table.len(), 2);
-        assert!(table.entry(1, |lookup| matches!(lookup, Lookup::Pending(_))));
+        assert!(table.entry(1, |lookup| matches!(lookup, Lookup::Pending(_, 1))));
         assert_eq!(table.set_state(two, InFlight), Some(2));
         assert_eq!(table.get(&2), Some(InFlight));
         assert_eq!(table.remove(one), Some(1));
@@ -398,7 +399,7 @@ mod tests {
             .map(|k| {
                 table.entry(k, |lookup| match lookup {
                     Lookup::Absent(vacancy) => vacancy.insert(Queued),
-                    Lookup::Pending(_) => unreachable!(),
+                    Lookup::Pending(..) => unreachable!(),
                 })
             })
             .collect();

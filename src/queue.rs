@@ -163,15 +163,16 @@ where
 
     /// One attempt to offer `key` (DESIGN.md section 3, steps 0-5).
     pub(crate) fn attempt_offer_key(&self, key: K) -> Attempt<K, Offered> {
-        // Step 0: after close no offer is absorbed, duplicates included.
-        if self.occupancy.load().is_closed() {
-            return Attempt::Closed(key);
-        }
         #[cfg(coalescing_mutant = "reserve_before_claim")]
         return self.mutant_reserve_before_claim(key);
-        // Steps 1-3, under the key's lock.
+        // Steps 0-3, under the key's lock.
         let reserved = self.keys.entry(key, |lookup| match lookup {
-            Lookup::Pending(state) => Attempt::Done(self.absorb(state)),
+            // Step 0 for a pending key: after close no offer is absorbed,
+            // duplicates included. (A new key's claim checks it: step 2.)
+            // Checked here rather than before the lock so that a new key's
+            // offer reads the occupancy word's cache line once, not twice.
+            Lookup::Pending(_, key) if self.occupancy.load().is_closed() => Attempt::Closed(key),
+            Lookup::Pending(state, _) => Attempt::Done(self.absorb(state)),
             // Claim before insert, both under the key's lock: keeps I6.
             Lookup::Absent(vacancy) => match self.occupancy.try_claim() {
                 Ok(after) => {
@@ -200,8 +201,11 @@ where
     /// loses any offer coalesced into the reservation meanwhile (breaks I6).
     #[cfg(coalescing_mutant = "reserve_before_claim")]
     fn mutant_reserve_before_claim(&self, key: K) -> Attempt<K, Offered> {
+        if self.occupancy.load().is_closed() {
+            return Attempt::Closed(key);
+        }
         let handle = match self.keys.entry(key, |lookup| match lookup {
-            Lookup::Pending(state) => self.absorb(state).map_err(Ok),
+            Lookup::Pending(state, _) => self.absorb(state).map_err(Ok),
             Lookup::Absent(vacancy) => Ok(vacancy.insert(KeyState::Queued)),
         }) {
             Ok(handle) => handle,
