@@ -151,7 +151,7 @@ impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
     }
 
     /// Runs `f` on `key`'s entry with the key's shard locked.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn entry<R>(&self, key: K, f: impl FnOnce(Lookup<'_, K>) -> R) -> R {
         let hash = self.hash(&key);
         let mut shard = self.shard(hash);

@@ -162,27 +162,34 @@ where
     // ----- the protocol's single steps -----
 
     /// One attempt to offer `key` (DESIGN.md section 3, steps 0-5).
+    #[inline(always)]
     pub(crate) fn attempt_offer_key(&self, key: K) -> Attempt<K, Offered> {
         #[cfg(coalescing_mutant = "reserve_before_claim")]
         return self.mutant_reserve_before_claim(key);
         // Steps 0-3, under the key's lock.
-        let reserved = self.keys.entry(key, |lookup| match lookup {
-            // Step 0 for a pending key: after close no offer is absorbed,
-            // duplicates included. (A new key's claim checks it: step 2.)
-            // Checked here rather than before the lock so that a new key's
-            // offer reads the occupancy word's cache line once, not twice.
-            Lookup::Pending(_, key) if self.occupancy.load().is_closed() => Attempt::Closed(key),
-            Lookup::Pending(state, _) => Attempt::Done(self.absorb(state)),
-            // Claim before insert, both under the key's lock: keeps I6.
-            Lookup::Absent(vacancy) => match self.occupancy.try_claim() {
-                Ok(after) => {
-                    self.counters.note_claimed(after.claimed());
-                    Attempt::Done(Ok(vacancy.insert(KeyState::Queued)))
+        let reserved = self.keys.entry(
+            key,
+            #[inline(always)]
+            |lookup| match lookup {
+                // Step 0 for a pending key: after close no offer is absorbed,
+                // duplicates included. (A new key's claim checks it: step 2.)
+                // Checked here rather than before the lock so that a new key's
+                // offer reads the occupancy word's cache line once, not twice.
+                Lookup::Pending(_, key) if self.occupancy.load().is_closed() => {
+                    Attempt::Closed(key)
                 }
-                Err(ClaimError::Full) => Attempt::Full(vacancy.into_key()),
-                Err(ClaimError::Closed) => Attempt::Closed(vacancy.into_key()),
+                Lookup::Pending(state, _) => Attempt::Done(self.absorb(state)),
+                // Claim before insert, both under the key's lock: keeps I6.
+                Lookup::Absent(vacancy) => match self.occupancy.try_claim() {
+                    Ok(after) => {
+                        self.counters.note_claimed(after.claimed());
+                        Attempt::Done(Ok(vacancy.insert(KeyState::Queued)))
+                    }
+                    Err(ClaimError::Full) => Attempt::Full(vacancy.into_key()),
+                    Err(ClaimError::Closed) => Attempt::Closed(vacancy.into_key()),
+                },
             },
-        });
+        );
         match reserved {
             Attempt::Done(Ok(handle)) => {
                 // Steps 4-5.
