@@ -57,3 +57,38 @@ impl<T> Ring<T> {
         f(self.slots.lock().unwrap().front())
     }
 }
+
+/// `--cfg coalescing_loom_ring="concurrent_queue"`: the ring is smol-rs
+/// `concurrent-queue`'s bounded queue, the same Vyukov ring as `ArrayQueue`
+/// but built on loom's atomics and cells, so loom explores the ring's own
+/// steps (slot stamps, head and tail) against the protocol's, not just one
+/// step per push or pop. Slower; `scripts/loom` runs a few models with it.
+#[cfg(all(loom, coalescing_loom_ring = "concurrent_queue"))]
+pub(crate) mod lock_free {
+    use concurrent_queue::ConcurrentQueue;
+
+    /// Bounded FIFO with the `ArrayQueue` methods the crate calls.
+    pub(crate) struct Ring<T>(ConcurrentQueue<T>);
+
+    impl<T> Ring<T> {
+        pub(crate) fn new(capacity: usize) -> Self {
+            Self(ConcurrentQueue::bounded(capacity))
+        }
+
+        pub(crate) fn push(&self, value: T) -> Result<(), T> {
+            self.0.push(value).map_err(|error| error.into_inner())
+        }
+
+        pub(crate) fn pop(&self) -> Option<T> {
+            self.0.pop().ok()
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
+        }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+}

@@ -10,7 +10,9 @@
 //!   `loom` feature, and the shim of [`crate::loom_shims`] for the ring.
 //!   Loom cannot see inside `ArrayQueue` (it uses core atomics); the ring is
 //!   linearizable, so a `loom::sync::Mutex` around a `VecDeque` models each
-//!   of its operations exactly.
+//!   of its operations exactly. With `--cfg coalescing_loom_ring=
+//!   "concurrent_queue"` the ring is instead `concurrent-queue`'s lock-free
+//!   bounded queue on loom's atomics.
 //! * `--cfg shuttle` uses shuttle's atomics and `Mutex`, the same ring shim
 //!   on `shuttle::sync::Mutex`, and the waiter of `src/shuttle_waiter.rs`
 //!   (event-listener is not shuttle-aware: its parking would block shuttle's
@@ -32,7 +34,9 @@ pub(crate) use event_listener::{Event, EventListener, Listener};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use crossbeam_queue::ArrayQueue as Ring;
 
-#[cfg(loom)]
+#[cfg(all(loom, coalescing_loom_ring = "concurrent_queue"))]
+pub(crate) use crate::loom_shims::lock_free::Ring;
+#[cfg(all(loom, not(coalescing_loom_ring = "concurrent_queue")))]
 pub(crate) use crate::loom_shims::Ring;
 
 // The shuttle arm: shuttle's atomics and Mutex, the loom shim of the ring

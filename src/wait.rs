@@ -73,8 +73,10 @@ impl Signal {
     #[inline]
     pub(crate) fn notify(&self, count: usize) {
         // MUTANT: signal_no_fence: no F2, so the waiter count may be read
-        // stale while the waiter misses the change (breaks G5).
-        #[cfg(not(coalescing_mutant = "signal_no_fence"))]
+        // stale while the waiter misses the change (breaks G5). no_f2: the
+        // same with F1 kept; only loom's lock-free ring sees it (the Mutex
+        // ring shim orders a push before a later pop by itself).
+        #[cfg(not(any(coalescing_mutant = "signal_no_fence", coalescing_mutant = "no_f2")))]
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) != 0 {
             // `additional`: two changes wake two waiters, never collapse.
