@@ -685,6 +685,46 @@ fn take_batch_respects_max_and_appends() {
     assert_eq!(out.last(), Some(&key(9)));
 }
 
+/// Batches larger than the chunk a take pops at once (32): keys and items
+/// in FIFO order across chunks, every key's entry gone after a plain batch
+/// and in flight (deduplicating) after a leased one.
+#[test]
+fn large_batches_keep_order_across_chunks() {
+    let q = Q::new(200);
+    let mut expected = Vec::new();
+    for k in 0..150u32 {
+        if k % 7 == 3 {
+            q.try_offer(format!("item {k}")).unwrap();
+            expected.push(item(&format!("item {k}")));
+        } else {
+            q.try_offer_key(k).unwrap();
+            expected.push(key(k));
+        }
+    }
+    let mut out = Vec::new();
+    assert_eq!(q.take_batch(&mut out, 100, Duration::ZERO), 100);
+    assert_eq!(out, expected[..100]);
+    assert_eq!(
+        q.pending_keys(),
+        expected[100..].iter().filter(|e| e.is_key()).count()
+    );
+    // Re-offering a taken key queues it again; one still queued coalesces.
+    assert_eq!(q.try_offer_key(0), Ok(Offered::Enqueued));
+    assert_eq!(q.try_offer_key(149), Ok(Offered::Coalesced));
+
+    let leased = q.take_batch_leased(usize::MAX, Duration::ZERO);
+    let mut rest = expected[100..].to_vec();
+    rest.push(key(0));
+    assert_eq!(leased.entries(), rest.as_slice());
+    assert_eq!(q.len(), 0);
+    // In flight: re-offers coalesce, and acking the whole batch drains all.
+    assert_eq!(q.try_offer_key(149), Ok(Offered::Coalesced));
+    leased.ack();
+    assert_eq!(q.try_take(), Ok(key(149)), "the dirty key comes back once");
+    assert_eq!(q.pending_keys(), 0);
+    assert_eq!(q.claimed_slots(), 0);
+}
+
 #[test]
 fn take_batch_linger_gathers_late_entries() {
     let q = Arc::new(Q::new(8));
