@@ -174,29 +174,13 @@ impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
         }
     }
 
-    /// Removes the entry `handle` names and returns its key (plain take).
+    /// The key of the entry `handle` names, for a take: a plain take
+    /// removes the entry and moves its key out; a leased one marks it in
+    /// flight and clones the key (the entry stays, deduplicating, while the
+    /// lease is out). `None` if no entry has that handle.
     #[inline]
-    pub(crate) fn remove(&self, handle: Handle) -> Option<K> {
-        let mut shard = self.shard(handle.hash);
-        let found = shard
-            .table
-            .find_entry(handle.hash, |slot| slot.seq == handle.seq)
-            .ok()?;
-        Some(found.remove().0.key)
-    }
-
-    /// Sets the state of the entry `handle` names and returns a clone of its
-    /// key (leased take: the key stays, deduplicating, while the lease is out).
-    #[inline]
-    pub(crate) fn set_state(&self, handle: Handle, state: KeyState) -> Option<K> {
-        let mut shard = self.shard(handle.hash);
-        let slot = shard
-            .table
-            .find_mut(handle.hash, |slot| slot.seq == handle.seq)?;
-        // Clone first: a panicking `clone` leaves the state as it was.
-        let key = slot.key.clone();
-        slot.state = state;
-        Some(key)
+    pub(crate) fn take(&self, handle: Handle, leased: bool) -> Option<K> {
+        take_in(&mut self.shard(handle.hash).table, handle, leased)
     }
 
     /// A clone of the key the handle names, changing nothing.
@@ -221,41 +205,26 @@ impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
         keys: &mut [Option<K>],
     ) {
         debug_assert!(handles.len() <= 64 && keys.len() >= handles.len());
+        let mut shard_of = [0; 64];
         // Bit i: handle i still to do.
-        let mut pending: u64 = handles
-            .iter()
-            .enumerate()
-            .filter(|(_, handle)| handle.is_some())
-            .fold(0, |bits, (i, _)| bits | 1 << i);
+        let mut pending = 0u64;
+        for (i, handle) in handles.iter().enumerate() {
+            if let Some(handle) = handle {
+                shard_of[i] = self.shard_index(handle.hash);
+                pending |= 1 << i;
+            }
+        }
         while pending != 0 {
-            let first = pending.trailing_zeros() as usize;
-            let index = self.shard_index(handles[first].map_or(0, |h| h.hash));
+            let index = shard_of[pending.trailing_zeros() as usize];
             let mut shard = self.lock(index);
             let mut rest = pending;
             while rest != 0 {
                 let i = rest.trailing_zeros() as usize;
                 rest &= rest - 1;
-                let Some(handle) = handles[i] else { continue };
-                if self.shard_index(handle.hash) != index {
-                    continue;
+                if let (true, Some(handle)) = (shard_of[i] == index, handles[i]) {
+                    pending &= !(1 << i);
+                    keys[i] = take_in(&mut shard.table, handle, leased);
                 }
-                pending &= !(1 << i);
-                keys[i] = if leased {
-                    shard
-                        .table
-                        .find_mut(handle.hash, |slot| slot.seq == handle.seq)
-                        .map(|slot| {
-                            let key = slot.key.clone();
-                            slot.state = KeyState::InFlight;
-                            key
-                        })
-                } else {
-                    shard
-                        .table
-                        .find_entry(handle.hash, |slot| slot.seq == handle.seq)
-                        .ok()
-                        .map(|found| found.remove().0.key)
-                };
             }
         }
     }
@@ -284,18 +253,6 @@ impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
         Some((r, handle))
     }
 
-    /// Removes `key` wherever it stands; returns it if it was present.
-    #[cfg(any(
-        coalescing_mutant = "reserve_before_claim",
-        coalescing_mutant = "delete_before_pop"
-    ))]
-    pub(crate) fn remove_key(&self, key: &K) -> Option<K> {
-        let hash = self.hash(key);
-        let mut shard = self.shard(hash);
-        let found = shard.table.find_entry(hash, |slot| slot.key == *key).ok()?;
-        Some(found.remove().0.key)
-    }
-
     pub(crate) fn get(&self, key: &K) -> Option<KeyState> {
         let hash = self.hash(key);
         let shard = self.shard(hash);
@@ -317,6 +274,22 @@ impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
             })
             .sum()
     }
+}
+
+/// `KeyTable::take` on a locked shard's table.
+#[inline]
+fn take_in<K: Clone>(table: &mut HashTable<Slot<K>>, handle: Handle, leased: bool) -> Option<K> {
+    let found = table
+        .find_entry(handle.hash, |slot| slot.seq == handle.seq)
+        .ok()?;
+    if !leased {
+        return Some(found.remove().0.key);
+    }
+    let slot = found.into_mut();
+    // Clone first: a panicking `clone` leaves the state as it was.
+    let key = slot.key.clone();
+    slot.state = KeyState::InFlight;
+    Some(key)
 }
 
 /// `(shards, keys per shard)` for `capacity` keys: the count in
@@ -358,7 +331,16 @@ mod tests {
 
     type Table = KeyTable<u64, foldhash::fast::RandomState>;
 
-    fn insert(table: &Table, key: u64) -> Handle {
+    /// Each shard's room (entries it holds before it must grow).
+    fn room<S: BuildHasher>(table: &KeyTable<u64, S>) -> Vec<usize> {
+        table
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().table.capacity())
+            .collect()
+    }
+
+    fn insert<S: BuildHasher>(table: &KeyTable<u64, S>, key: u64) -> Handle {
         table.entry(key, |lookup| match lookup {
             Lookup::Absent(vacancy) => vacancy.insert(Queued),
             Lookup::Pending(..) => panic!("{key} already present"),
@@ -372,10 +354,10 @@ mod tests {
         let two = insert(&table, 2);
         assert_eq!(table.len(), 2);
         assert!(table.entry(1, |lookup| matches!(lookup, Lookup::Pending(_, 1))));
-        assert_eq!(table.set_state(two, InFlight), Some(2));
+        assert_eq!(table.take(two, true), Some(2));
         assert_eq!(table.get(&2), Some(InFlight));
-        assert_eq!(table.remove(one), Some(1));
-        assert_eq!(table.remove(one), None, "a removed entry is gone");
+        assert_eq!(table.take(one, false), Some(1));
+        assert_eq!(table.take(one, false), None, "a removed entry is gone");
         let (state, again) = table.update(&2, |s| (*s, false)).unwrap();
         assert_eq!((state, again), (InFlight, two), "T2: the handle stays");
         assert_eq!(table.update(&2, |_| ((), true)).map(|(r, _)| r), Some(()));
@@ -411,7 +393,7 @@ mod tests {
             .collect();
         // Removed out of order, each handle yields its own key.
         for &i in &[2, 0, 3, 1] {
-            assert_eq!(table.remove(handles[i]), Some(i as u32));
+            assert_eq!(table.take(handles[i], false), Some(i as u32));
         }
     }
 
@@ -450,18 +432,9 @@ mod tests {
         fn check<S: BuildHasher + Clone>(hasher: S, what: &str) {
             for capacity in [1, 2, 3, 7, 100, 1000, 1 << 14] {
                 let table = KeyTable::<u64, S>::with_capacity_and_hasher(capacity, hasher.clone());
-                let room = |t: &KeyTable<u64, S>| -> Vec<usize> {
-                    t.shards
-                        .iter()
-                        .map(|s| s.lock().unwrap().table.capacity())
-                        .collect()
-                };
                 let before = room(&table);
                 for key in 0..capacity as u64 {
-                    table.entry(key, |lookup| match lookup {
-                        Lookup::Absent(vacancy) => vacancy.insert(Queued),
-                        Lookup::Pending(..) => unreachable!(),
-                    });
+                    insert(&table, key);
                 }
                 assert_eq!(
                     before,
@@ -483,20 +456,11 @@ mod tests {
     #[test]
     fn a_million_keys_fit_without_growing() {
         let table = Table::with_capacity_and_hasher(1 << 20, Default::default());
-        let before: Vec<usize> = table
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().table.capacity())
-            .collect();
+        let before = room(&table);
         for key in 0..1u64 << 20 {
             insert(&table, key);
         }
-        let after: Vec<usize> = table
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().table.capacity())
-            .collect();
-        assert_eq!(before, after, "a shard grew");
+        assert_eq!(before, room(&table), "a shard grew");
     }
 
     #[test]

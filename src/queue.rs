@@ -225,7 +225,10 @@ where
                 Attempt::Done(Offered::Enqueued)
             }
             Err(error) => {
-                let key = self.keys.remove(handle).expect("the reservation is gone");
+                let key = self
+                    .keys
+                    .take(handle, false)
+                    .expect("the reservation is gone");
                 match error {
                     ClaimError::Full => Attempt::Full(key),
                     ClaimError::Closed => Attempt::Closed(key),
@@ -394,7 +397,7 @@ where
             // Out of the std lock before the table's (a model point).
             let deferred = core::mem::take(&mut *self.deferred.lock().unwrap());
             for earlier in deferred {
-                self.keys.remove(earlier);
+                self.keys.take(earlier, false);
             }
         }
         // MUTANT: delete_before_pop: removes the key while its handle is
@@ -408,7 +411,7 @@ where
                     Some(Entry::Key(handle)) => Some(*handle),
                     _ => None,
                 })
-                .and_then(|handle| Some((handle, self.keys.remove(handle)?))),
+                .and_then(|handle| Some((handle, self.keys.take(handle, false)?))),
         };
         let handle = match self.ring.pop()? {
             Entry::Item(item) => return Some(Entry::Item(item)),
@@ -416,17 +419,17 @@ where
         };
         // The key's entry changes only after the pop: keeps I4 and I5.
         let key = if leased {
-            self.keys.set_state(handle, KeyState::InFlight)
+            self.keys.take(handle, true)
         } else {
             #[cfg(not(any(
                 coalescing_mutant = "delete_before_pop",
                 coalescing_mutant = "deliver_before_remove"
             )))]
-            let key = self.keys.remove(handle);
+            let key = self.keys.take(handle, false);
             #[cfg(coalescing_mutant = "delete_before_pop")]
             let key = match removed_early {
                 Some((early, key)) if early == handle => Some(key),
-                _ => self.keys.remove(handle),
+                _ => self.keys.take(handle, false),
             };
             // MUTANT: deliver_before_remove: the key leaves the table only
             // at the next take, after this one has returned it (breaks I5).

@@ -78,11 +78,7 @@ impl Signal {
         // ring shim orders a push before a later pop by itself).
         #[cfg(not(any(coalescing_mutant = "signal_no_fence", coalescing_mutant = "no_f2")))]
         fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) != 0 {
-            // `additional`: two changes wake two waiters, never collapse.
-            // `relaxed`: the fence above already orders the state change.
-            self.event.notify_additional_relaxed(count);
-        }
+        self.wake_registered(count);
     }
 
     /// Like [`notify`](Self::notify), for a state change that was a `SeqCst`
@@ -103,7 +99,17 @@ impl Signal {
         // of these accesses lets the waiter count be read stale (breaks G5).
         #[cfg(all(loom, not(coalescing_mutant = "signal_no_fence")))]
         fence(Ordering::SeqCst);
+        self.wake_registered(count);
+    }
+
+    /// The notifier's read of the count and its call of the event, after
+    /// F2 or a `SeqCst` change. The load is `SeqCst` for
+    /// `notify_after_seqcst_change` (after a fence it costs the same).
+    #[inline]
+    fn wake_registered(&self, count: usize) {
         if self.waiting.load(Ordering::SeqCst) != 0 {
+            // `additional`: two changes wake two waiters, never collapse.
+            // `relaxed`: F2 or the SeqCst change already orders the state.
             self.event.notify_additional_relaxed(count);
         }
     }
