@@ -9,13 +9,16 @@
 //! callgrind_annotate cg.out | head -60
 //! ```
 //!
-//! Workloads: st_unique_pair, st_dup90, spsc. Designs: crate, mutex, ported,
-//! raw, eager. Run with `cargo bench` (no workload given) it does nothing.
+//! Workloads: st_unique_pair, st_dup90, spsc. Designs: crate, general, mutex,
+//! ported, dashmap, raw, eager. Run with `cargo bench` (no workload given) it
+//! does nothing.
 
 #[path = "baselines/mod.rs"]
 mod baselines;
 
-use baselines::{key, offer_wait, take_wait, Crate, Design, Eager, MutexQ, Ported, Raw};
+use baselines::{
+    key, offer_wait, take_wait, Crate, CrateGeneral, Dash, Design, Eager, MutexQ, Ported, Raw,
+};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -180,8 +183,10 @@ fn main() {
     let n = rest.first().map_or(200_000, |s| s.parse().expect("n"));
     match design.as_str() {
         "crate" => run::<Crate>(workload, n),
+        "general" => run::<CrateGeneral>(workload, n),
         "mutex" => run::<MutexQ>(workload, n),
         "ported" => run::<Ported>(workload, n),
+        "dashmap" => run::<Dash>(workload, n),
         "raw" => run::<Raw>(workload, n),
         "eager" => run::<Eager>(workload, n),
         other => panic!("unknown design {other}"),

@@ -13,12 +13,22 @@
 //!   taken once, distinct keys), timed with `iter_custom` over many items
 //!   spread across threads: median is ns per item.
 //!
+//! Two more groups use leases, which only the crate has, so only its two
+//! columns (`crate`, `general`) are in them:
+//! * `st_lease_pair` - as `st_unique_pair`, with the take leased and acked:
+//!   one offer of a new key + `try_take_leased()` + `ack()`;
+//! * `batch_leased`  - as `batch`, the consumer taking with
+//!   `take_batch_leased(256, linger 0)` and acking each batch: ns per item.
+//!
 //! All waits are the same for every design: spin a little, then yield.
 
 #[path = "baselines/mod.rs"]
 mod baselines;
 
-use baselines::{key, offer_wait, take_wait, Backoff, Crate, Design, Eager, MutexQ, Ported, Raw};
+use baselines::{
+    key, offer_wait, take_wait, Backoff, Crate, CrateGeneral, Dash, Design, Eager, Leased, MutexQ,
+    Ported, Raw,
+};
 use criterion::measurement::WallTime;
 use criterion::{
     black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput,
@@ -31,8 +41,11 @@ use std::time::{Duration, Instant};
 const ST_CAPACITY: usize = 1024;
 /// Capacity for the threaded workloads: room for producers to run ahead.
 const MT_CAPACITY: usize = 1 << 16;
-/// `take_batch` size in the `batch` workload.
+/// `take_batch` size in the `batch` and `batch_leased` workloads.
 const BATCH: usize = 256;
+/// How long `take_batch_leased` gathers after its first entry in
+/// `batch_leased`: not at all, as `take_batch` in `batch`.
+const LINGER: Duration = Duration::ZERO;
 
 fn group<'a>(c: &'a mut Criterion, name: &str, threaded: bool) -> BenchmarkGroup<'a, WallTime> {
     // ns per offer for st_dup90 (10 offers per iteration), per item otherwise.
@@ -82,6 +95,20 @@ fn st_dup90<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
             for _ in 0..enqueued {
                 black_box(q.try_take());
             }
+        })
+    });
+}
+
+fn st_lease_pair<D: Leased>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(ST_CAPACITY);
+    let mut i = 0u64;
+    g.bench_function(D::NAME, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(q.try_offer(D::prepare(black_box(key(i)))).is_ok());
+            black_box(q.try_take_ack(|e| {
+                black_box(e);
+            }));
         })
     });
 }
@@ -209,16 +236,60 @@ fn batch<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
+fn batch_leased<D: Leased>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(MT_CAPACITY);
+    g.bench_function(D::NAME, |b| {
+        b.iter_custom(|n| {
+            // As `batch`; each batch is leased, then acked (which frees its
+            // slots: until then they stay claimed).
+            run_threads(3, |t| {
+                if t < 2 {
+                    let base = t as u64 * (n / 2 + 1);
+                    for i in 0..share(n, 2, t as u64) {
+                        offer_wait(&q, key(base + i));
+                    }
+                } else {
+                    let mut got = 0u64;
+                    let mut backoff = Backoff::new();
+                    while got < n {
+                        let k = q.take_batch_ack(BATCH, LINGER, |entries| {
+                            black_box(entries);
+                        });
+                        if k == 0 {
+                            backoff.snooze();
+                        } else {
+                            backoff = Backoff::new();
+                            got += k as u64;
+                        }
+                    }
+                }
+            })
+        })
+    });
+}
+
 // ----- groups -----
 
 macro_rules! all_designs {
     ($c:expr, $name:literal, $threaded:expr, $f:ident) => {{
         let mut g = group($c, $name, $threaded);
         $f::<Crate>(&mut g);
+        $f::<CrateGeneral>(&mut g);
         $f::<MutexQ>(&mut g);
         $f::<Ported>(&mut g);
+        $f::<Dash>(&mut g);
         $f::<Raw>(&mut g);
         $f::<Eager>(&mut g);
+        g.finish();
+    }};
+}
+
+/// The groups only the crate's designs are in (leases).
+macro_rules! crate_designs {
+    ($c:expr, $name:literal, $threaded:expr, $f:ident) => {{
+        let mut g = group($c, $name, $threaded);
+        $f::<Crate>(&mut g);
+        $f::<CrateGeneral>(&mut g);
         g.finish();
     }};
 }
@@ -230,6 +301,8 @@ fn benches(c: &mut Criterion) {
     all_designs!(c, "mpmc_2t", true, mpmc_2t);
     all_designs!(c, "mpmc_4t_over", true, mpmc_4t_over);
     all_designs!(c, "batch", true, batch);
+    crate_designs!(c, "st_lease_pair", false, st_lease_pair);
+    crate_designs!(c, "batch_leased", true, batch_leased);
 }
 
 fn config() -> Criterion {

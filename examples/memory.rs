@@ -18,7 +18,7 @@
 #[path = "../benches/baselines/mod.rs"]
 mod baselines;
 
-use baselines::{key, Crate, Design, Eager, MutexQ, Ported, Raw};
+use baselines::{key, Crate, CrateGeneral, Dash, Design, Eager, MutexQ, Ported, Raw};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
@@ -148,8 +148,10 @@ fn main() {
     );
     let rows = [
         measure::<Crate>(),
+        measure::<CrateGeneral>(),
         measure::<MutexQ>(),
         measure::<Ported>(),
+        measure::<Dash>(),
         measure::<Raw>(),
         measure::<Eager>(),
     ];

@@ -3,9 +3,10 @@
 use crate::error::BuildError;
 use crate::occupancy::MAX_CAPACITY;
 use crate::policy::InFlightPolicy;
+use crate::key_store::KeyStore;
 use crate::queue::{CoalescingQueue, DefaultHasher};
 use core::fmt;
-use core::hash::{BuildHasher, Hash};
+use core::hash::Hash;
 use core::marker::PhantomData;
 
 /// Configures a [`CoalescingQueue`]; made by [`CoalescingQueue::builder`].
@@ -46,8 +47,44 @@ where
 
 impl<K, V, S> Builder<K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K> + Default,
+{
+    /// A builder with no capacity set, `InFlightPolicy::Requeue` and the
+    /// store's default hasher; for the compact store, whose keys need not
+    /// be `Hash` (the general store's builder is also
+    /// [`CoalescingQueue::builder`]).
+    ///
+    /// ```
+    /// use coalescing_queue::{Builder, Compact, InFlightPolicy};
+    ///
+    /// let q = Builder::<u64, String, Compact>::new()
+    ///     .capacity(8)
+    ///     .in_flight(InFlightPolicy::Requeue)
+    ///     .build();
+    /// assert_eq!(q.capacity(), 8);
+    /// ```
+    pub fn new() -> Self {
+        Builder {
+            capacity: None,
+            policy: InFlightPolicy::default(),
+            hasher: S::default(),
+            _entries: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S> Default for Builder<K, V, S>
+where
+    S: KeyStore<K> + Default,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S> Builder<K, V, S>
+where
+    S: KeyStore<K>,
 {
     /// The most entries the queue holds, queued plus in flight.
     pub fn capacity(mut self, capacity: usize) -> Self {
@@ -61,8 +98,9 @@ where
         self
     }
 
-    /// The hasher for the key table.
-    pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> Builder<K, V, S2> {
+    /// The hasher for the key table: a `BuildHasher` for the general store,
+    /// or `Compact(hasher)` for the compact store.
+    pub fn hasher<S2: KeyStore<K>>(self, hasher: S2) -> Builder<K, V, S2> {
         Builder {
             capacity: self.capacity,
             policy: self.policy,

@@ -1,375 +1,639 @@
 //! The key table: one entry per key that is queued or in flight (I4 of
-//! `CoalescingQueue`), and the only place a pending key is stored.
+//! `CoalescingQueue`), the only place a pending key is stored, allocated
+//! once at full size and never grown, shrunk or rehashed.
 //!
-//! The ring holds a [`Handle`] (16 bytes) for a queued key, not the key: a
-//! take finds the entry through it, removes it and hands the key out (plain
-//! take), or marks it in flight and hands out a clone (leased take). So a
-//! pending key costs one table entry and one ring slot of a handle, and a
-//! duplicate offer costs nothing.
+//! Layout: `buckets` buckets of `BUCKET` entries, at least 5/4 of the
+//! capacity in all. An entry is its control word (`control.rs`: state, tag,
+//! version, lease tick) and its key cell (`cells.rs`: packed atomic words,
+//! or a locked `Option<K>`). The ring holds an entry's index (`u32`) for a
+//! queued key, so a take goes straight to the entry: no hash, no `Eq`. Each
+//! bucket has an insert bit; the table has a probe limit, the farthest any
+//! key was ever placed from its home bucket (it only grows).
 //!
-//! Shards: `Mutex<hashbrown::HashTable>`, each on its own cache line. Every
-//! operation hashes the key once (`S::hash_one`; a take reuses the hash in
-//! the handle) and holds its shard's lock for the lookup and the change, so
-//! it is linearizable per key, as the protocol needs (DESIGN.md section 3).
+//! A key's home bucket and tag come from its hash. It lives in its home
+//! bucket, or, when that is full, in the first bucket after it with an
+//! empty entry (within the probe limit).
+//!
+//! The entry word's transitions (state table and orderings: DESIGN.md
+//! section 3, "The key table's entry word"):
+//! * E1 Empty -> Reserved: only by the holder of the entry's bucket's
+//!   insert bit (a plain store: no one else writes an empty entry).
+//! * E2 Reserved -> Queued: the inserter publishes the key (Release store),
+//!   after writing the cell (after a Release fence, for packed words).
+//! * E3 Queued -> InFlight: a leased take, after its pop (a plain store:
+//!   while queued, only the entry's taker writes it; duplicates only read).
+//! * E4 InFlight -> Dirty: a duplicate offer under `Requeue` (CAS).
+//! * E5 Queued -> Empty (plain take, after the pop), InFlight -> Empty (ack,
+//!   CAS against E4): the version moves on (`Control::emptied`), so a
+//!   seqlock reader of the old key rejects the words of the next one.
+//! * E6 Dirty -> Queued (ack of a dirty key), InFlight or Dirty -> Queued
+//!   (nack): a plain store by the lease's holder; the entry's index is
+//!   pushed again.
+//! * E7 Empty -> ItemLease -> Empty: a leased pass-through item's start time,
+//!   claimed as in E1.
 //!
 //! Invariants:
-//! * T1 An entry's `seq` is unique among the entries of its shard: each
-//!   insert takes the shard's next number. A handle (hash, seq) therefore
-//!   names at most one entry, even among keys whose hashes are equal.
-//! * T2 An entry keeps its hash and `seq` from insert to removal, so a
-//!   handle pushed again at a requeue still names it.
-//!
-//! Panics under a shard lock come only from user code (`K::eq`, `K::clone`,
-//! and `K::hash` when a table must grow); a lock is taken with
-//! `PoisonError::into_inner`, as none of them leaves a table inconsistent.
-//! What such a panic does to the protocol is said in DESIGN.md section 3.
+//! * T1 At most one entry holds a given pending key: a key is inserted only
+//!   by the holder of its home bucket's insert bit, after a lookup under
+//!   that bit found it absent.
+//! * T2 A key placed `d` buckets past its home raised the probe limit to at
+//!   least `d` before it was published, so a lookup under the home bit
+//!   (which follows the inserter's release of that bit) scans far enough.
+//! * T3 An index in the ring names a `Queued` entry (I4), so a take never
+//!   waits for, or fails to find, its key.
 
-use crate::key_state::KeyState;
-use crate::sync::{Mutex, MutexGuard};
-use core::hash::{BuildHasher, Hash};
-use crossbeam_utils::CachePadded;
-use hashbrown::hash_table::{Entry, HashTable, VacantEntry};
-use std::sync::PoisonError;
+use crate::cells::Cells;
+use crate::control::{Control, State, TICK_MASK};
+use crate::occupancy::ClaimError;
+use crate::sync::{fence, spin_wait, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::marker::PhantomData;
+use std::time::{Duration, Instant};
 
-/// Names one entry of the table; what the ring holds for a queued key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Handle {
-    hash: u64,
-    seq: u64,
+/// Entries per bucket: one cache line of control words. Two under the
+/// model checkers, so that their tiny tables have several buckets and a key
+/// can spill past its home.
+#[cfg(not(any(loom, shuttle)))]
+const BUCKET: usize = 8;
+#[cfg(any(loom, shuttle))]
+const BUCKET: usize = 2;
+
+/// One bucket's control words, on a cache line of their own.
+#[repr(align(64))]
+struct Bucket {
+    control: [AtomicU64; BUCKET],
 }
 
-struct Slot<K> {
-    key: K,
-    seq: u64,
-    state: KeyState,
+/// What an offer did to the table.
+pub(crate) enum Offer<K> {
+    /// The key was absent: it is now `Queued` at this entry, whose index the
+    /// caller pushes (its slot was claimed first: never rolled back, I6).
+    Inserted(u32),
+    /// Absorbed by the pending copy; `true` if that copy is in flight.
+    Coalesced { in_flight: bool },
+    /// Closed (duplicates too), or no slot for a new key.
+    Refused(K, ClaimError),
 }
 
-struct Shard<K> {
-    table: HashTable<Slot<K>>,
-    /// The `seq` of the next insert (T1).
-    next_seq: u64,
+/// What a lookup found.
+enum Lookup {
+    /// The key is pending at this entry, as last read.
+    Found(usize, Control),
+    Absent,
+    /// A candidate changed while it was read: look again.
+    Changed,
 }
 
-pub(crate) struct KeyTable<K, S> {
-    shards: Box<[CachePadded<Mutex<Shard<K>>>]>,
-    hasher: S,
+/// How a lease on a key ended in the table.
+pub(crate) enum Ended<K> {
+    /// The entry is queued again: push this index.
+    Requeue(u32),
+    /// The key left the table; the general store hands its stored copy back,
+    /// to be dropped by the caller outside the table.
+    Removed(Option<K>),
 }
 
-/// A key's entry as an offer sees it, under its shard's lock.
-pub(crate) enum Lookup<'a, K> {
-    /// The key is queued or in flight; its state may be changed in place.
-    /// The offered key is handed back (it equals the stored one).
-    Pending(&'a mut KeyState, K),
-    /// The key is absent; `Vacancy::insert` reserves it.
-    Absent(Vacancy<'a, K>),
+pub(crate) struct KeyTable<K, C> {
+    buckets: Box<[Bucket]>,
+    /// Per bucket: 1 while an offer inserts a key whose home it is (T1), or
+    /// while a spill or an item lease claims one of its entries (E1, E7).
+    insert_bits: Box<[AtomicU8]>,
+    /// The farthest any key was placed from its home bucket (T2).
+    probe_limit: AtomicUsize,
+    cells: C,
+    /// Lease ticks count milliseconds from here.
+    epoch: Instant,
+    _key: PhantomData<fn(K) -> K>,
 }
 
-/// An absent key, its shard locked until this is inserted or dropped.
-pub(crate) struct Vacancy<'a, K> {
-    entry: VacantEntry<'a, Slot<K>>,
-    next_seq: &'a mut u64,
-    hash: u64,
-    key: K,
+/// Holds a bucket's insert bit; lets go of it when dropped (also when a
+/// user's `Eq` panics under it).
+struct InsertBit<'a> {
+    bit: Option<&'a AtomicU8>,
 }
 
-impl<K> Vacancy<'_, K> {
-    /// Inserts the key with `state`; returns the handle for the ring.
-    pub(crate) fn insert(self, state: KeyState) -> Handle {
-        let seq = *self.next_seq;
-        *self.next_seq += 1; // keeps T1
-        self.entry.insert(Slot {
-            key: self.key,
-            seq,
-            state,
-        });
-        Handle {
-            hash: self.hash,
-            seq,
+impl Drop for InsertBit<'_> {
+    fn drop(&mut self) {
+        if let Some(bit) = self.bit {
+            // Release: what this holder wrote (the published entry, a raised
+            // probe limit) is seen by the next holder's Acquire (T1, T2).
+            bit.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Entries for `capacity` keys: at least 5/4 of it, in whole buckets.
+pub(crate) fn entries_for(capacity: usize) -> usize {
+    let wanted = capacity + capacity.div_ceil(4);
+    wanted.div_ceil(BUCKET).max(1) * BUCKET
+}
+
+impl<K, C: Cells<K>> KeyTable<K, C> {
+    /// A table for `capacity` keys whose cells (`entries_for(capacity)` of
+    /// them) are `cells`.
+    pub(crate) fn new(capacity: usize, cells: C) -> Self {
+        let buckets = entries_for(capacity) / BUCKET;
+        Self {
+            buckets: (0..buckets)
+                .map(|_| Bucket {
+                    control: core::array::from_fn(|_| AtomicU64::new(Control::EMPTY.0)),
+                })
+                .collect(),
+            insert_bits: (0..buckets).map(|_| AtomicU8::new(0)).collect(),
+            probe_limit: AtomicUsize::new(0),
+            cells,
+            epoch: Instant::now(),
+            _key: PhantomData,
         }
     }
 
-    /// Gives the key back without inserting it.
-    pub(crate) fn into_key(self) -> K {
-        self.key
-    }
-}
-
-/// The fewest and the most shards.
-const MIN_SHARDS: usize = 8;
-const MAX_SHARDS: usize = 256;
-
-impl<K: Eq + Hash + Clone, S: BuildHasher> KeyTable<K, S> {
-    /// A table for at most `capacity` keys, allocated here at full size.
-    ///
-    /// hashbrown gives a table a power of two of buckets, at most 7/8 full.
-    /// With a power-of-two number of shards, a capacity that is itself a
-    /// power of two would land every shard just past a power of two and
-    /// double the buckets. So the shard count is chosen (from the expected
-    /// concurrency up to twice that) to need the fewest buckets in all. Each
-    /// shard is sized for its even share of `capacity` plus four standard
-    /// deviations of the binomial spread of a random hash (and 4), so a
-    /// full queue finds room in every shard and offers never allocate (G7);
-    /// a shard that does receive more grows once and keeps its size.
-    pub(crate) fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        let (count, per_shard) = layout(capacity);
-        let shards = (0..count)
-            .map(|_| {
-                CachePadded::new(Mutex::new(Shard {
-                    table: HashTable::with_capacity(per_shard),
-                    next_seq: 0,
-                }))
-            })
-            .collect();
-        Self { shards, hasher }
-    }
-
-    #[inline]
-    fn hash(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    /// The shard of a hash. A fast hasher may leave little entropy in some
-    /// bits: foldhash, for keys that differ only in a few low bits, varies
-    /// its high bits little under some seeds, and taking the shard from
-    /// them sent 100 keys to 2 shards of 9 (found by
-    /// `a_full_table_never_grows`). So the hash is mixed first (xor-shift
-    /// and multiply, the first steps of splitmix64's finalizer), whose top
-    /// bits depend on every bit of it, then multiply-shift maps the top 32
-    /// onto any shard count. Within a shard hashbrown still sees the
-    /// original hash, its low bits (bucket) and top 7 (tag).
-    #[inline]
-    fn shard_index(&self, hash: u64) -> usize {
-        let mixed = (hash ^ (hash >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (((mixed >> 32) * self.shards.len() as u64) >> 32) as usize
-    }
-
-    #[inline]
-    fn lock(&self, index: usize) -> MutexGuard<'_, Shard<K>> {
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The shard of a hash, locked.
-    #[inline]
-    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K>> {
-        self.lock(self.shard_index(hash))
-    }
-
-    /// Runs `f` on `key`'s entry with the key's shard locked.
     #[inline(always)]
-    pub(crate) fn entry<R>(&self, key: K, f: impl FnOnce(Lookup<'_, K>) -> R) -> R {
-        let hash = self.hash(&key);
-        let mut shard = self.shard(hash);
-        let Shard { table, next_seq } = &mut *shard;
-        // The rehash closure runs only if the table must grow.
-        match table.entry(hash, |slot| slot.key == key, |slot| self.hash(&slot.key)) {
-            Entry::Occupied(mut occupied) => f(Lookup::Pending(&mut occupied.get_mut().state, key)),
-            Entry::Vacant(entry) => f(Lookup::Absent(Vacancy {
-                entry,
-                next_seq,
-                hash,
-                key,
-            })),
-        }
+    fn control(&self, index: usize) -> &AtomicU64 {
+        &self.buckets[index / BUCKET].control[index % BUCKET]
     }
 
-    /// The key of the entry `handle` names, for a take: a plain take
-    /// removes the entry and moves its key out; a leased one marks it in
-    /// flight and clones the key (the entry stays, deduplicating, while the
-    /// lease is out). `None` if no entry has that handle.
-    #[inline]
-    pub(crate) fn take(&self, handle: Handle, leased: bool) -> Option<K> {
-        take_in(&mut self.shard(handle.hash).table, handle, leased)
+    /// The home bucket and tag of a hash. The hash is mixed first (the
+    /// first steps of splitmix64's finalizer), since a fast hasher may leave
+    /// little entropy in some bits; multiply-shift maps its top 32 bits
+    /// onto any bucket count.
+    #[inline(always)]
+    fn home_and_tag(&self, hash: u64) -> (usize, u8) {
+        let mixed = (hash ^ (hash >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let home = (((mixed >> 32) * self.buckets.len() as u64) >> 32) as usize;
+        (home, (mixed ^ (mixed >> 29)) as u8)
     }
 
-    /// A clone of the key the handle names, changing nothing.
-    #[cfg(coalescing_mutant = "deliver_before_remove")]
-    pub(crate) fn key_of(&self, handle: Handle) -> Option<K> {
-        let shard = self.shard(handle.hash);
-        let slot = shard
-            .table
-            .find(handle.hash, |slot| slot.seq == handle.seq)?;
-        Some(slot.key.clone())
-    }
-
-    /// The keys of `handles` for a batch take, each shard locked once for
-    /// all of its handles: a plain take removes the entries and moves their
-    /// keys out, a leased one marks them in flight and clones them.
-    /// `keys[i]` receives the key of `handles[i]`, if it has an entry; at
-    /// most 64 handles.
-    pub(crate) fn take_many(
-        &self,
-        handles: &[Option<Handle>],
-        leased: bool,
-        keys: &mut [Option<K>],
-    ) {
-        debug_assert!(handles.len() <= 64 && keys.len() >= handles.len());
-        let mut shard_of = [0; 64];
-        // Bit i: handle i still to do.
-        let mut pending = 0u64;
-        for (i, handle) in handles.iter().enumerate() {
-            if let Some(handle) = handle {
-                shard_of[i] = self.shard_index(handle.hash);
-                pending |= 1 << i;
-            }
-        }
-        while pending != 0 {
-            let index = shard_of[pending.trailing_zeros() as usize];
-            let mut shard = self.lock(index);
-            let mut rest = pending;
-            while rest != 0 {
-                let i = rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                if let (true, Some(handle)) = (shard_of[i] == index, handles[i]) {
-                    pending &= !(1 << i);
-                    keys[i] = take_in(&mut shard.table, handle, leased);
+    /// Finds the entry holding `key`, reading only: the compact store's
+    /// duplicate path. Scans the home bucket and those after it up to the
+    /// probe limit; a candidate (pending, same tag, same key words) counts
+    /// only if its version and pendency held across the read of its cell (a
+    /// seqlock read). `Changed` if a candidate changed while it was read:
+    /// the offer then asks again under the insert bit.
+    #[inline(always)]
+    fn lookup(&self, key: &K, probe: &C::Probe, home: usize, tag: u8) -> Lookup {
+        // Relaxed: a hint; a lookup that stops short only sends the offer to
+        // the locked path, whose limit is ordered by the insert bit (T2).
+        let limit = self.probe_limit.load(Ordering::Relaxed);
+        for distance in 0..=limit.min(self.buckets.len() - 1) {
+            let bucket = (home + distance) % self.buckets.len();
+            for slot in 0..BUCKET {
+                let index = bucket * BUCKET + slot;
+                // Acquire: pairs with the Release of E2, so the words read
+                // next are at least those published with this version.
+                let before = Control(self.control(index).load(Ordering::Acquire));
+                if !before.is_pending() || before.tag() != tag {
+                    continue;
                 }
+                if !self.cells.matches(index, key, probe) {
+                    continue;
+                }
+                // Acquire fence: if a word read above came from a later
+                // writer (after E5 and E1), the load below sees that
+                // writer's E5 or later, with a new version.
+                fence(Ordering::Acquire);
+                let after = Control(self.control(index).load(Ordering::Relaxed));
+                // MUTANT: seqlock_no_recheck: the words are trusted without
+                // the second look at the version (breaks G1: a torn read of
+                // another key's words is taken for this key).
+                #[cfg(coalescing_mutant = "seqlock_no_recheck")]
+                return Lookup::Found(index, before);
+                #[cfg(not(coalescing_mutant = "seqlock_no_recheck"))]
+                return if after.version() == before.version() && after.is_pending() {
+                    Lookup::Found(index, after)
+                } else {
+                    Lookup::Changed
+                };
+            }
+        }
+        Lookup::Absent
+    }
+
+    /// The offer of `key`'s table step (DESIGN.md section 3, steps 0-3):
+    /// absorb it into its pending copy, or claim a slot (`claim`) and insert
+    /// it as `Queued`. `closed` is checked before a key is absorbed (step 0);
+    /// `claim` checks it for a new key. `requeue`: mark an in-flight copy
+    /// dirty (`InFlightPolicy::Requeue`).
+    #[inline(always)]
+    pub(crate) fn offer(
+        &self,
+        key: K,
+        requeue: bool,
+        closed: impl Fn() -> bool,
+        claim: impl FnOnce() -> Result<(), ClaimError>,
+    ) -> Offer<K> {
+        let (hash, probe) = self.cells.probe(&key);
+        let (home, tag) = self.home_and_tag(hash);
+        if closed() {
+            return Offer::Refused(key, ClaimError::Closed);
+        }
+        // The duplicate path: loads only, unless an in-flight copy is
+        // marked dirty.
+        while let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) {
+            match self.absorb(index, found, requeue) {
+                Some(in_flight) => return Offer::Coalesced { in_flight },
+                // The copy changed under us (acked or nacked): look again.
+                None => continue,
+            }
+        }
+        self.insert(key, probe, home, tag, requeue, closed, claim)
+    }
+
+    /// Absorbs an offer into the pending copy at `index`, last read as
+    /// `found`. `None` if that copy changed before it could be marked dirty.
+    #[inline(always)]
+    fn absorb(&self, index: usize, found: Control, requeue: bool) -> Option<bool> {
+        match found.state() {
+            State::Queued => Some(false),
+            State::InFlight if requeue => {
+                // E4. AcqRel: against the ack's CAS (E5), which must see the
+                // mark if this wins, and fail it.
+                self.control(index)
+                    .compare_exchange(
+                        found.0,
+                        found.with_state(State::Dirty).0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .ok()
+                    .map(|_| true)
+            }
+            _ => Some(true),
+        }
+    }
+
+    /// The offer's locked path: under the home bucket's insert bit, the
+    /// lookup is authoritative (T1), so a key not found is inserted.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        key: K,
+        probe: C::Probe,
+        home: usize,
+        tag: u8,
+        requeue: bool,
+        closed: impl Fn() -> bool,
+        claim: impl FnOnce() -> Result<(), ClaimError>,
+    ) -> Offer<K> {
+        #[cfg(coalescing_mutant = "reserve_before_claim")]
+        return self.mutant_reserve_before_claim(key, probe, home, tag, claim);
+        let bit = self.lock_home(home);
+        loop {
+            match self.lookup_locked(&key, &probe, home, tag) {
+                Some(_) if closed() => return Offer::Refused(key, ClaimError::Closed),
+                Some((index, found)) => {
+                    if let Some(in_flight) = self.absorb(index, found, requeue) {
+                        return Offer::Coalesced { in_flight };
+                    }
+                }
+                None => break,
+            }
+        }
+        // Claim before insert, both under the insert bit: keeps I6.
+        if let Err(error) = claim() {
+            return Offer::Refused(key, error);
+        }
+        let index = self.reserve(home);
+        self.publish(index, key, &probe, tag);
+        drop(bit);
+        Offer::Inserted(index as u32)
+    }
+
+    /// Writes `key` into the reserved entry `index` and publishes it (E2).
+    fn publish(&self, index: usize, key: K, probe: &C::Probe, tag: u8) {
+        let reserved = Control(self.control(index).load(Ordering::Relaxed));
+        // Release fence: a seqlock reader whose load of a word below sees
+        // this write also sees `Reserved` (or later) on its second look.
+        fence(Ordering::Release);
+        self.cells.write(index, key, probe);
+        // Release: pairs with the lookups' Acquire (the cell is complete).
+        self.control(index)
+            .store(reserved.queued(tag).0, Ordering::Release);
+    }
+
+    /// MUTANT: reserve_before_claim: inserts and publishes the key, lets go
+    /// of the bit, then claims, and on failure empties the entry again: a
+    /// rollback that loses any offer coalesced meanwhile (breaks I6).
+    #[cfg(coalescing_mutant = "reserve_before_claim")]
+    fn mutant_reserve_before_claim(
+        &self,
+        key: K,
+        probe: C::Probe,
+        home: usize,
+        tag: u8,
+        claim: impl FnOnce() -> Result<(), ClaimError>,
+    ) -> Offer<K> {
+        let bit = self.lock_home(home);
+        if self.lookup_locked(&key, &probe, home, tag).is_some() {
+            return Offer::Coalesced { in_flight: false };
+        }
+        let index = self.reserve(home);
+        self.publish(index, key, &probe, tag);
+        drop(bit);
+        match claim() {
+            Ok(()) => Offer::Inserted(index as u32),
+            Err(error) => {
+                let key = self.cells.take(index);
+                let queued = Control(self.control(index).load(Ordering::Acquire));
+                self.control(index)
+                    .store(queued.emptied().0, Ordering::Release);
+                Offer::Refused(key, error)
             }
         }
     }
 
-    /// Runs `f` on `key`'s state if present; removes the entry if `f`
-    /// returns `true` for "remove". Returns what `f` returned and the
-    /// entry's handle (still valid unless removed, T2), or `None` if absent.
-    #[inline]
-    pub(crate) fn update<R>(
+    /// `lookup` under the home bit, authoritative (T1): a candidate that
+    /// changed while it was read is looked at again; it cannot come back
+    /// holding this key without this bit, so the loop ends.
+    fn lookup_locked(
         &self,
         key: &K,
-        f: impl FnOnce(&mut KeyState) -> (R, bool),
-    ) -> Option<(R, Handle)> {
-        let hash = self.hash(key);
-        let mut shard = self.shard(hash);
-        let mut found = shard.table.find_entry(hash, |slot| slot.key == *key).ok()?;
-        let slot = found.get_mut();
-        let handle = Handle {
-            hash,
-            seq: slot.seq,
-        };
-        let (r, remove) = f(&mut slot.state);
-        if remove {
-            found.remove();
+        probe: &C::Probe,
+        home: usize,
+        tag: u8,
+    ) -> Option<(usize, Control)> {
+        loop {
+            match self.lookup(key, probe, home, tag) {
+                Lookup::Found(index, found) => return Some((index, found)),
+                Lookup::Absent => return None,
+                Lookup::Changed => spin_wait(),
+            }
         }
-        Some((r, handle))
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<KeyState> {
-        let hash = self.hash(key);
-        let shard = self.shard(hash);
-        shard
-            .table
-            .find(hash, |slot| slot.key == *key)
-            .map(|slot| slot.state)
+    /// Takes the insert bit of `home`, waiting while another offer of a key
+    /// with this home holds it (for a bounded number of steps: a lookup
+    /// and an insert; never across user code other than the general
+    /// store's `K::eq`, an allocation or a wait).
+    fn lock_home(&self, home: usize) -> InsertBit<'_> {
+        // MUTANT: insert_no_bit: inserts without the exclusion, so two
+        // offers of one new key can both insert it (breaks T1, G2).
+        #[cfg(coalescing_mutant = "insert_no_bit")]
+        return InsertBit { bit: None };
+        let bit = &self.insert_bits[home];
+        loop {
+            if let Some(held) = self.try_lock(home) {
+                return held;
+            }
+            while bit.load(Ordering::Relaxed) != 0 {
+                spin_wait();
+            }
+        }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                shard
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .table
-                    .len()
+    /// Takes the insert bit of `bucket` if it is free.
+    fn try_lock(&self, bucket: usize) -> Option<InsertBit<'_>> {
+        let bit = &self.insert_bits[bucket];
+        // Acquire: pairs with the last holder's Release (InsertBit::drop).
+        // `then`, not `then_some`: a guard built for a failed swap would, when
+        // dropped, free the bit of the thread that holds it.
+        (bit.swap(1, Ordering::Acquire) == 0).then(|| InsertBit { bit: Some(bit) })
+    }
+
+    /// Reserves an empty entry for a key whose home bucket's bit this
+    /// thread holds (E1): in the home bucket, else in the first bucket
+    /// after it whose bit is free and which has an empty entry (T2).
+    fn reserve(&self, home: usize) -> usize {
+        if let Some(index) = self.reserve_in(home) {
+            return index;
+        }
+        loop {
+            for distance in 1..self.buckets.len() {
+                let bucket = (home + distance) % self.buckets.len();
+                // Never wait for a bit while holding one: skip a busy bucket.
+                let Some(_bit) = self.try_lock(bucket) else {
+                    continue;
+                };
+                if let Some(index) = self.reserve_in(bucket) {
+                    // T2, before the publish. Relaxed: ordered for the lookups
+                    // that rely on it by the home bit's Release (T2).
+                    self.probe_limit.fetch_max(distance, Ordering::Relaxed);
+                    return index;
+                }
+            }
+            // Every empty entry was in a busy bucket: there is one, since
+            // the table has more entries than the capacity.
+            spin_wait();
+        }
+    }
+
+    /// An empty entry of `bucket`, reserved (E1); its bit is held.
+    fn reserve_in(&self, bucket: usize) -> Option<usize> {
+        (0..BUCKET).find_map(|slot| {
+            let index = bucket * BUCKET + slot;
+            // Acquire: pairs with the Release of the E5/E7 that emptied it,
+            // so that taker's reads of the old cell come before our writes.
+            let control = Control(self.control(index).load(Ordering::Acquire));
+            (control.state() == State::Empty).then(|| {
+                // Relaxed: published by the Release fence and store of E2.
+                self.control(index)
+                    .store(control.with_state(State::Reserved).0, Ordering::Relaxed);
+                index
             })
-            .sum()
-    }
-}
-
-/// `KeyTable::take` on a locked shard's table.
-#[inline]
-fn take_in<K: Clone>(table: &mut HashTable<Slot<K>>, handle: Handle, leased: bool) -> Option<K> {
-    let found = table
-        .find_entry(handle.hash, |slot| slot.seq == handle.seq)
-        .ok()?;
-    if !leased {
-        return Some(found.remove().0.key);
-    }
-    let slot = found.into_mut();
-    // Clone first: a panicking `clone` leaves the state as it was.
-    let key = slot.key.clone();
-    slot.state = KeyState::InFlight;
-    Some(key)
-}
-
-/// `(shards, keys per shard)` for `capacity` keys: the count in
-/// `[n, 2n]` (n: four per core, within `MIN_SHARDS..=MAX_SHARDS`, at most
-/// `capacity`) whose tables need the fewest buckets in all.
-fn layout(capacity: usize) -> (usize, usize) {
-    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let least = parallelism
-        .saturating_mul(4)
-        .clamp(MIN_SHARDS, MAX_SHARDS)
-        .min(capacity.max(1));
-    (least..=2 * least)
-        .map(|count| {
-            let share = capacity.div_ceil(count);
-            let per_shard = share + 4 * share.isqrt() + 4;
-            (count, per_shard, count.saturating_mul(buckets(per_shard)))
         })
-        .min_by_key(|&(_, _, total)| total)
-        .map(|(count, per_shard, _)| (count, per_shard))
-        .unwrap_or((1, capacity))
-}
+    }
 
-/// The buckets hashbrown allocates for `capacity` entries: a power of two,
-/// at most 7/8 full (below 8 buckets: up to 3 in 4, 7 in 8).
-fn buckets(capacity: usize) -> usize {
-    if capacity < 4 {
-        4
-    } else if capacity < 8 {
-        8
-    } else {
-        (capacity.saturating_mul(8) / 7).next_power_of_two()
+    /// The key of the queued entry `index` after its pop (T3): a plain take
+    /// moves it out and empties the entry (E5); a leased take copies it and
+    /// marks the entry in flight since `tick` (E3).
+    #[inline(always)]
+    pub(crate) fn take(&self, index: u32, lease_tick: Option<u64>) -> K {
+        let index = index as usize;
+        // Acquire: the entry was published before its index was pushed; the
+        // ring orders that already, this makes it local to the table.
+        let queued = Control(self.control(index).load(Ordering::Acquire));
+        debug_assert_eq!(queued.state(), State::Queued, "breaks T3");
+        match lease_tick {
+            None => {
+                let key = self.cells.take(index);
+                // E5. Release: pairs with the next reservation's Acquire (E1).
+                self.control(index)
+                    .store(queued.emptied().0, Ordering::Release);
+                key
+            }
+            Some(tick) => {
+                let key = self.cells.read(index);
+                // E3. Release: pairs with the Acquire of the lease's end and
+                // of the lookups (they see the tick and state).
+                self.control(index)
+                    .store(queued.leased(State::InFlight, tick).0, Ordering::Release);
+                key
+            }
+        }
+    }
+
+    /// A copy of the key of the queued entry `index`, changing nothing.
+    #[cfg(coalescing_mutant = "deliver_before_remove")]
+    pub(crate) fn key_of(&self, index: u32) -> K {
+        self.cells.read(index as usize)
+    }
+
+    /// Ends a lease on the entry `index` (E5, E6): `ack` removes the key
+    /// unless it is dirty (then it is queued again); a nack queues it again.
+    pub(crate) fn end_lease(&self, index: u32, ack: bool) -> Ended<K> {
+        let index = index as usize;
+        let word = self.control(index);
+        loop {
+            // Acquire: pairs with E3 and E4.
+            let leased = Control(word.load(Ordering::Acquire));
+            debug_assert!(leased.is_pending() && leased.is_leased());
+            let dirty = leased.state() == State::Dirty;
+            // MUTANT: ack_ignores_dirty: ack removes a dirty key, losing the
+            // offer absorbed while it was in flight (breaks G1).
+            #[cfg(coalescing_mutant = "ack_ignores_dirty")]
+            let dirty = false;
+            if !ack || dirty {
+                // E6: only this lease's holder moves a leased entry out of
+                // E3/E4; a racing E4 may be overwritten: the key is queued
+                // anyway, which delivers the offer it absorbed.
+                word.store(leased.queued(leased.tag()).0, Ordering::Release);
+                return Ended::Requeue(index as u32);
+            }
+            // E5 against E4. AcqRel: Release for the next reservation (E1);
+            // Acquire, so a failure sees the Dirty mark.
+            let next = if C::CLEARS {
+                leased.with_state(State::Reserved)
+            } else {
+                leased.emptied()
+            };
+            if word
+                .compare_exchange(leased.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                if !C::CLEARS {
+                    return Ended::Removed(None);
+                }
+                let key = self.cells.clear(index);
+                word.store(leased.emptied().0, Ordering::Release);
+                return Ended::Removed(key);
+            }
+        }
+    }
+
+    /// The lease tick of `at` (milliseconds since the table was built).
+    pub(crate) fn tick(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64 & TICK_MASK
+    }
+
+    /// Records a leased pass-through item's start in an empty entry (E7);
+    /// returns the entry, for `end_item_lease`.
+    pub(crate) fn start_item_lease(&self, tick: u64) -> u32 {
+        loop {
+            for bucket in 0..self.buckets.len() {
+                let Some(_bit) = self.try_lock(bucket) else {
+                    continue;
+                };
+                if let Some(index) = self.reserve_in(bucket) {
+                    let reserved = Control(self.control(index).load(Ordering::Relaxed));
+                    self.control(index).store(
+                        reserved.leased(State::ItemLease, tick).0,
+                        Ordering::Release,
+                    );
+                    return index as u32;
+                }
+            }
+            spin_wait();
+        }
+    }
+
+    /// Frees the entry of a leased item's start time (E7).
+    pub(crate) fn end_item_lease(&self, index: u32) {
+        let word = self.control(index as usize);
+        let lease = Control(word.load(Ordering::Relaxed));
+        debug_assert_eq!(lease.state(), State::ItemLease);
+        word.store(lease.emptied().0, Ordering::Release);
+    }
+
+    /// How long the oldest lease still out has been out: one pass over the
+    /// control words (`stats()`; no lock, nothing written). Ages wrap
+    /// after 2^24 ms (about 4.66 hours).
+    pub(crate) fn oldest_lease_age(&self, now: Instant) -> Option<Duration> {
+        let now = self.tick(now);
+        self.controls()
+            .filter(|control| control.is_leased())
+            .map(|control| now.wrapping_sub(control.tick()) & TICK_MASK)
+            .max()
+            .map(Duration::from_millis)
+    }
+
+    fn controls(&self) -> impl Iterator<Item = Control> + '_ {
+        self.buckets.iter().flat_map(|bucket| {
+            bucket
+                .control
+                .iter()
+                .map(|word| Control(word.load(Ordering::Acquire)))
+        })
+    }
+
+    /// Whether `key` is pending (queued or in flight) now.
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        let (hash, probe) = self.cells.probe(key);
+        let (home, tag) = self.home_and_tag(hash);
+        loop {
+            match self.lookup(key, &probe, home, tag) {
+                Lookup::Found(..) => return true,
+                Lookup::Absent => return false,
+                Lookup::Changed => spin_wait(),
+            }
+        }
+    }
+
+    /// The number of keys pending (queued or in flight).
+    pub(crate) fn len(&self) -> usize {
+        self.controls().filter(|control| control.is_pending()).count()
     }
 }
 
 #[cfg(all(test, not(loom), not(shuttle)))]
 mod tests {
     use super::*;
-    use crate::key_state::KeyState::{InFlight, Queued};
+    use crate::cells::{LockedCells, PackedCells};
 
-    type Table = KeyTable<u64, foldhash::fast::RandomState>;
+    type Packed = KeyTable<u64, PackedCells<u64, foldhash::fast::FixedState>>;
 
-    /// Each shard's room (entries it holds before it must grow).
-    fn room<S: BuildHasher>(table: &KeyTable<u64, S>) -> Vec<usize> {
-        table
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().table.capacity())
-            .collect()
+    fn packed(capacity: usize) -> Packed {
+        let hasher = foldhash::fast::FixedState::with_seed(7);
+        KeyTable::new(capacity, PackedCells::new(entries_for(capacity), hasher))
     }
 
-    fn insert<S: BuildHasher>(table: &KeyTable<u64, S>, key: u64) -> Handle {
-        table.entry(key, |lookup| match lookup {
-            Lookup::Absent(vacancy) => vacancy.insert(Queued),
-            Lookup::Pending(..) => panic!("{key} already present"),
-        })
+    fn insert<C: Cells<u64>>(table: &KeyTable<u64, C>, key: u64) -> u32 {
+        match table.offer(key, true, || false, || Ok(())) {
+            Offer::Inserted(index) => index,
+            _ => panic!("{key} was not inserted"),
+        }
     }
 
     #[test]
-    fn a_handle_names_its_entry_until_removed() {
-        let table = Table::with_capacity_and_hasher(16, Default::default());
+    fn an_index_names_its_entry_until_emptied() {
+        let table = packed(16);
         let one = insert(&table, 1);
         let two = insert(&table, 2);
+        assert_ne!(one, two);
         assert_eq!(table.len(), 2);
-        assert!(table.entry(1, |lookup| matches!(lookup, Lookup::Pending(_, 1))));
-        assert_eq!(table.take(two, true), Some(2));
-        assert_eq!(table.get(&2), Some(InFlight));
-        assert_eq!(table.take(one, false), Some(1));
-        assert_eq!(table.take(one, false), None, "a removed entry is gone");
-        let (state, again) = table.update(&2, |s| (*s, false)).unwrap();
-        assert_eq!((state, again), (InFlight, two), "T2: the handle stays");
-        assert_eq!(table.update(&2, |_| ((), true)).map(|(r, _)| r), Some(()));
+        assert!(matches!(
+            table.offer(1, true, || false, || panic!("no claim for a duplicate")),
+            Offer::Coalesced { in_flight: false }
+        ));
+        assert_eq!(table.take(two, Some(5)), 2);
+        assert!(table.contains(&2), "a leased key stays pending");
+        assert!(matches!(
+            table.offer(2, true, || false, || panic!("no claim")),
+            Offer::Coalesced { in_flight: true }
+        ));
+        assert!(matches!(table.end_lease(two, true), Ended::Requeue(i) if i == two));
+        assert_eq!(table.take(one, None), 1);
+        assert!(!table.contains(&1));
+        assert_eq!(table.take(two, Some(6)), 2);
+        assert!(matches!(table.end_lease(two, true), Ended::Removed(None)));
         assert_eq!(table.len(), 0);
     }
 
-    /// Keys with equal hashes: the handle still tells them apart (T1).
+    /// Keys whose hashes are all equal share one home: they spill into the
+    /// following buckets, and every one is still found.
     #[test]
-    fn equal_hashes_are_told_apart_by_seq() {
+    fn equal_hashes_spill_and_are_found() {
         #[derive(Clone, Default)]
         struct Constant;
-        impl BuildHasher for Constant {
+        impl core::hash::BuildHasher for Constant {
             type Hasher = Zero;
             fn build_hasher(&self) -> Zero {
                 Zero
@@ -382,96 +646,43 @@ mod tests {
             }
             fn write(&mut self, _: &[u8]) {}
         }
-        let table = KeyTable::<u32, Constant>::with_capacity_and_hasher(4, Constant);
-        let handles: Vec<Handle> = (0..4)
-            .map(|k| {
-                table.entry(k, |lookup| match lookup {
-                    Lookup::Absent(vacancy) => vacancy.insert(Queued),
-                    Lookup::Pending(..) => unreachable!(),
-                })
-            })
-            .collect();
-        // Removed out of order, each handle yields its own key.
-        for &i in &[2, 0, 3, 1] {
-            assert_eq!(table.take(handles[i], false), Some(i as u32));
-        }
-    }
-
-    /// An identity hasher for integer keys (what `nohash`-style hashers
-    /// do): all entropy in the low bits, none in the high ones.
-    #[derive(Clone, Default)]
-    struct Identity;
-    impl BuildHasher for Identity {
-        type Hasher = IdentityHasher;
-        fn build_hasher(&self) -> IdentityHasher {
-            IdentityHasher(0)
-        }
-    }
-    struct IdentityHasher(u64);
-    impl core::hash::Hasher for IdentityHasher {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = self.0 << 8 | u64::from(b);
+        for capacity in [1, 7, 40] {
+            let table = KeyTable::new(
+                capacity,
+                LockedCells::<u64, _>::new(entries_for(capacity), Constant),
+            );
+            let indexes: Vec<u32> = (0..capacity as u64).map(|k| insert(&table, k)).collect();
+            for k in 0..capacity as u64 {
+                assert!(table.contains(&k), "{k} lost at capacity {capacity}");
             }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-
-    /// No shard of a full table grows (G7), whatever the hasher leaves in
-    /// the high bits: the shard is picked from a mix of the whole hash.
-    /// (Taken from the high bits as they are, the identity hasher sends
-    /// every key to one shard, and foldhash did the same to 100 keys out of
-    /// 9 shards under about one process seed in thirty.)
-    #[test]
-    fn a_full_table_never_grows() {
-        fn check<S: BuildHasher + Clone>(hasher: S, what: &str) {
-            for capacity in [1, 2, 3, 7, 100, 1000, 1 << 14] {
-                let table = KeyTable::<u64, S>::with_capacity_and_hasher(capacity, hasher.clone());
-                let before = room(&table);
-                for key in 0..capacity as u64 {
-                    insert(&table, key);
-                }
-                assert_eq!(
-                    before,
-                    room(&table),
-                    "{what}, capacity {capacity}: a shard grew"
-                );
+            for (k, &index) in indexes.iter().enumerate().rev() {
+                assert_eq!(table.take(index, None), k as u64);
             }
+            assert_eq!(table.len(), 0);
         }
-        check(Identity, "identity hasher");
-        for seed in 0..50 {
-            check(foldhash::fast::FixedState::with_seed(seed), "foldhash");
-        }
-        check(
-            foldhash::fast::RandomState::default(),
-            "foldhash, random seed",
-        );
     }
 
     #[test]
-    fn a_million_keys_fit_without_growing() {
-        let table = Table::with_capacity_and_hasher(1 << 20, Default::default());
-        let before = room(&table);
+    fn item_leases_are_timed_and_freed() {
+        let table = packed(4);
+        let start = Instant::now();
+        let entry = table.start_item_lease(table.tick(start));
+        let age = table
+            .oldest_lease_age(start + Duration::from_millis(30))
+            .unwrap();
+        assert!(age >= Duration::from_millis(29), "{age:?}");
+        table.end_item_lease(entry);
+        assert_eq!(table.oldest_lease_age(Instant::now()), None);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn a_million_keys_fit() {
+        let table = packed(1 << 20);
         for key in 0..1u64 << 20 {
             insert(&table, key);
         }
-        assert_eq!(before, room(&table), "a shard grew");
-    }
-
-    #[test]
-    fn layout_avoids_doubling_at_powers_of_two() {
-        let (count, per_shard) = layout(1 << 20);
-        let total = count * buckets(per_shard);
-        // A power-of-two shard count would need 2^21 buckets here.
-        assert!(
-            total < 3 << 19,
-            "{count} shards x {per_shard}: {total} buckets"
-        );
-        assert!(count * per_shard >= 1 << 20);
+        assert_eq!(table.len(), 1 << 20);
+        assert!(table.contains(&12345));
     }
 }

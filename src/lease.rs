@@ -8,10 +8,9 @@
 
 use crate::entry::Entry;
 use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
-use crate::lease_clock::Ticket;
-use crate::queue::{CoalescingQueue, DefaultHasher, LeaseEnd};
+use crate::key_store::KeyStore;
+use crate::queue::{CoalescingQueue, DefaultHasher, LeaseEnd, LeaseStart};
 use core::fmt;
-use core::hash::{BuildHasher, Hash};
 use core::ops::Deref;
 use std::time::{Duration, Instant};
 
@@ -40,27 +39,30 @@ use std::time::{Duration, Instant};
 /// ```
 pub struct Lease<'q, K, V, S = DefaultHasher>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     queue: &'q CoalescingQueue<K, V, S>,
     /// `None` once the lease has ended.
     entry: Option<Entry<K, V>>,
-    ticket: Ticket,
+    /// Where the lease ends: the key's entry, or the item's start record.
+    index: u32,
     started: Instant,
 }
 
 impl<'q, K, V, S> Lease<'q, K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
-    fn new(queue: &'q CoalescingQueue<K, V, S>, entry: Entry<K, V>) -> Self {
+    fn new(
+        queue: &'q CoalescingQueue<K, V, S>,
+        (entry, index): (Entry<K, V>, u32),
+        start: Option<LeaseStart>,
+    ) -> Self {
         Self {
             queue,
             entry: Some(entry),
-            ticket: queue.lease_clock.start(1),
-            started: Instant::now(),
+            index,
+            started: start.map_or_else(Instant::now, |start| start.at),
         }
     }
 
@@ -126,16 +128,14 @@ where
 
     fn end(&mut self, end: LeaseEnd) {
         if let Some(entry) = self.entry.take() {
-            self.queue.end_lease(entry, end);
-            self.queue.lease_clock.end(self.ticket, 1);
+            self.queue.end_lease(entry, self.index, end);
         }
     }
 }
 
 impl<K, V, S> Deref for Lease<'_, K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     type Target = Entry<K, V>;
 
@@ -146,8 +146,7 @@ where
 
 impl<K, V, S> Drop for Lease<'_, K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     fn drop(&mut self) {
         // MUTANT: drop_forgets_lease: a dropped lease does nothing, pinning
@@ -159,9 +158,9 @@ where
 
 impl<K, V, S> fmt::Debug for Lease<'_, K, V, S>
 where
-    K: Hash + Eq + Clone + fmt::Debug,
+    K: fmt::Debug,
     V: fmt::Debug,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
@@ -196,19 +195,18 @@ where
 /// ```
 pub struct LeaseBatch<'q, K, V, S = DefaultHasher>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     queue: &'q CoalescingQueue<K, V, S>,
     entries: Vec<Entry<K, V>>,
-    ticket: Ticket,
+    /// `indexes[i]`: where the lease of `entries[i]` ends.
+    indexes: Vec<u32>,
     started: Instant,
 }
 
 impl<'q, K, V, S> LeaseBatch<'q, K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     /// The number of entries leased.
     pub fn len(&self) -> usize {
@@ -263,30 +261,29 @@ where
     /// ```
     pub fn into_leases(mut self) -> Vec<Lease<'q, K, V, S>> {
         let entries = core::mem::take(&mut self.entries);
+        let indexes = core::mem::take(&mut self.indexes);
         entries
             .into_iter()
-            .map(|entry| Lease {
+            .zip(indexes)
+            .map(|(entry, index)| Lease {
                 queue: self.queue,
                 entry: Some(entry),
-                ticket: self.ticket,
+                index,
                 started: self.started,
             })
             .collect()
     }
 
     fn end_all(&mut self, end: LeaseEnd) {
-        let count = self.entries.len();
-        for entry in self.entries.drain(..) {
-            self.queue.end_lease(entry, end);
+        for (entry, index) in self.entries.drain(..).zip(self.indexes.drain(..)) {
+            self.queue.end_lease(entry, index, end);
         }
-        self.queue.lease_clock.end(self.ticket, count);
     }
 }
 
 impl<'a, K, V, S> IntoIterator for &'a LeaseBatch<'_, K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     type Item = &'a Entry<K, V>;
     type IntoIter = core::slice::Iter<'a, Entry<K, V>>;
@@ -298,8 +295,7 @@ where
 
 impl<K, V, S> Drop for LeaseBatch<'_, K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     fn drop(&mut self) {
         self.end_all(LeaseEnd::Nack);
@@ -308,9 +304,9 @@ where
 
 impl<K, V, S> fmt::Debug for LeaseBatch<'_, K, V, S>
 where
-    K: Hash + Eq + Clone + fmt::Debug,
+    K: fmt::Debug,
     V: fmt::Debug,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LeaseBatch")
@@ -322,8 +318,7 @@ where
 
 impl<K, V, S> CoalescingQueue<K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     /// Takes the entry at the head with a lease, without blocking.
     ///
@@ -342,7 +337,9 @@ where
     /// lease.ack();
     /// ```
     pub fn try_take_leased(&self) -> Result<Lease<'_, K, V, S>, TryTakeError> {
-        self.attempt_take(true).map(|entry| Lease::new(self, entry))
+        let start = self.lease_start();
+        self.attempt_take(Some(start))
+            .map(|taken| Lease::new(self, taken, Some(start)))
     }
 
     /// Takes the entry at the head with a lease, blocking while empty.
@@ -363,7 +360,7 @@ where
     /// ```
     pub fn take_leased(&self) -> Result<Lease<'_, K, V, S>, TakeError> {
         match self.take_blocking(true, None) {
-            Ok(entry) => Ok(Lease::new(self, entry)),
+            Ok((entry, index, start)) => Ok(Lease::new(self, (entry, index), start)),
             Err(_) => Err(TakeError),
         }
     }
@@ -387,7 +384,7 @@ where
         timeout: Duration,
     ) -> Result<Lease<'_, K, V, S>, TakeTimeoutError> {
         self.take_blocking(true, Instant::now().checked_add(timeout))
-            .map(|entry| Lease::new(self, entry))
+            .map(|(entry, index, start)| Lease::new(self, (entry, index), start))
     }
 
     /// Takes the entry at the head with a lease, waiting asynchronously.
@@ -411,8 +408,8 @@ where
     /// lease.ack();
     /// ```
     pub async fn take_leased_async(&self) -> Result<Lease<'_, K, V, S>, TakeError> {
-        let entry = self.take_waiting(true).await?;
-        Ok(Lease::new(self, entry))
+        let (entry, index, start) = self.take_waiting(true).await?;
+        Ok(Lease::new(self, (entry, index), start))
     }
 
     /// As [`take_batch`](Self::take_batch), with every entry leased: waits for
@@ -434,12 +431,13 @@ where
     /// ```
     pub fn take_batch_leased(&self, max: usize, linger: Duration) -> LeaseBatch<'_, K, V, S> {
         let mut entries = Vec::new();
-        let count = self.gather(&mut entries, max, linger, true);
+        let mut indexes = Vec::new();
+        let (_, started) = self.gather(&mut entries, Some(&mut indexes), max, linger);
         LeaseBatch {
             queue: self,
             entries,
-            ticket: self.lease_clock.start(count),
-            started: Instant::now(),
+            indexes,
+            started: started.map_or_else(Instant::now, |start| start.at),
         }
     }
 }

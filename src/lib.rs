@@ -130,13 +130,15 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod builder;
+mod cells;
+mod compact_key;
+mod control;
 mod entry;
 mod error;
 mod gate;
-mod key_state;
+mod key_store;
 mod key_table;
 mod lease;
-mod lease_clock;
 #[cfg(loom)]
 mod loom_shims;
 mod occupancy;
@@ -150,6 +152,7 @@ mod thread_slot;
 mod wait;
 
 pub use builder::Builder;
+pub use compact_key::{CompactKey, Packer, Unpacker};
 pub use entry::{Entry, Offered};
 pub use error::{
     BuildError, OfferError, OfferTimeoutError, TakeError, TakeTimeoutError, TryOfferError,
@@ -158,7 +161,8 @@ pub use error::{
 pub use gate::{ResendGate, ResendPermit};
 pub use lease::{Lease, LeaseBatch};
 pub use policy::InFlightPolicy;
-pub use queue::{CoalescingQueue, DefaultHasher};
+pub use key_store::{Compact, KeyStore};
+pub use queue::{CoalescingQueue, CompactQueue, DefaultHasher};
 pub use stats::Stats;
 
 /// The README's example is compiled and run with the doc tests.

@@ -8,7 +8,7 @@ use crate::error::{OfferError, OfferTimeoutError, TryOfferError};
 use crate::queue::{Attempt, CoalescingQueue};
 use crate::stats::Counter;
 use crate::wait::{self, Step};
-use core::hash::{BuildHasher, Hash};
+use crate::key_store::KeyStore;
 use std::time::{Duration, Instant};
 
 /// Whether an accepted offer took a slot. One that did not (a coalesced
@@ -48,8 +48,7 @@ enum Refused<T> {
 
 impl<K, V, S> CoalescingQueue<K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     /// Offers a key without blocking.
     ///

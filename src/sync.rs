@@ -19,12 +19,12 @@
 //!   scheduler).
 
 #[cfg(not(any(loom, shuttle)))]
-pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
@@ -43,7 +43,7 @@ pub(crate) use crate::loom_shims::Ring;
 // (generic over the Mutex: it takes `shuttle::sync::Mutex` here), and a
 // Mutex + Condvar waiter with event-listener's interface.
 #[cfg(all(shuttle, not(loom)))]
-pub(crate) use shuttle::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use shuttle::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(all(shuttle, not(loom)))]
 pub(crate) use shuttle::sync::{Mutex, MutexGuard};
 
@@ -64,3 +64,16 @@ pub(crate) use shuttle_waiter::{Event, EventListener, Listener};
 /// Statistics counters publish nothing and guard nothing: they are plain
 /// `std` atomics even under loom, so that loom explores only the protocol.
 pub(crate) use core::sync::atomic::AtomicU64 as StatCell;
+
+/// One turn of a spin-wait loop (waiting for an insert bit, or for a
+/// candidate entry to settle). Under the model checkers a yield, so that
+/// they schedule the thread being waited for; in the real build a pause.
+#[inline]
+pub(crate) fn spin_wait() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(all(shuttle, not(loom)))]
+    shuttle::thread::yield_now();
+    #[cfg(not(any(loom, shuttle)))]
+    std::thread::yield_now();
+}

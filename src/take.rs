@@ -5,16 +5,19 @@
 
 use crate::entry::Entry;
 use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
-use crate::queue::CoalescingQueue;
+use crate::key_store::KeyStore;
+use crate::queue::{CoalescingQueue, LeaseStart};
 use crate::wait::{self, Step};
 use core::future::Future;
-use core::hash::{BuildHasher, Hash};
 use std::time::{Duration, Instant};
+
+/// A take's result: the entry, the index its lease ends by (leased takes),
+/// and when the lease started (leased takes only).
+pub(crate) type Taken<K, V> = (Entry<K, V>, u32, Option<LeaseStart>);
 
 impl<K, V, S> CoalescingQueue<K, V, S>
 where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
+    S: KeyStore<K>,
 {
     /// Takes the entry at the head without blocking.
     ///
@@ -37,7 +40,7 @@ where
     /// assert_eq!(q.try_take(), Err(TryTakeError::Closed));
     /// ```
     pub fn try_take(&self) -> Result<Entry<K, V>, TryTakeError> {
-        self.attempt_take(false)
+        self.attempt_take(None).map(|(entry, _)| entry)
     }
 
     /// Takes the entry at the head, blocking while the queue is empty.
@@ -56,7 +59,10 @@ where
     /// offerer.join().unwrap();
     /// ```
     pub fn take(&self) -> Result<Entry<K, V>, TakeError> {
-        self.take_blocking(false, None).map_err(|_| TakeError)
+        match self.take_blocking(false, None) {
+            Ok((entry, ..)) => Ok(entry),
+            Err(_) => Err(TakeError),
+        }
     }
 
     /// Takes the entry at the head, blocking for at most `timeout`.
@@ -78,6 +84,7 @@ where
     /// ```
     pub fn take_timeout(&self, timeout: Duration) -> Result<Entry<K, V>, TakeTimeoutError> {
         self.take_blocking(false, Instant::now().checked_add(timeout))
+            .map(|(entry, ..)| entry)
     }
 
     /// Takes the entry at the head, waiting asynchronously while empty.
@@ -100,7 +107,7 @@ where
     /// assert_eq!(futures_lite::future::block_on(q.take_async()), Ok(Entry::Key(3)));
     /// ```
     pub fn take_async(&self) -> impl Future<Output = Result<Entry<K, V>, TakeError>> + '_ {
-        self.take_waiting(false)
+        async move { self.take_waiting(false).await.map(|(entry, ..)| entry) }
     }
 
     /// Waits for one entry, then gathers more until `max` entries or until
@@ -126,7 +133,7 @@ where
     /// assert_eq!(q.take_batch(&mut batch, 10, Duration::ZERO), 0);
     /// ```
     pub fn take_batch(&self, out: &mut Vec<Entry<K, V>>, max: usize, linger: Duration) -> usize {
-        self.gather(out, max, linger, false)
+        self.gather(out, None, max, linger).0
     }
 
     // ----- shared loops, also used by the leased forms -----
@@ -135,59 +142,73 @@ where
         &self,
         leased: bool,
         deadline: Option<Instant>,
-    ) -> Result<Entry<K, V>, TakeTimeoutError> {
+    ) -> Result<Taken<K, V>, TakeTimeoutError> {
         match wait::block_on(&self.not_empty, deadline, (), |()| self.take_step(leased)) {
-            Ok(Ok(entry)) => Ok(entry),
+            Ok(Ok(taken)) => Ok(taken),
             Ok(Err(TakeError)) => Err(TakeTimeoutError::Closed),
             Err(()) => Err(TakeTimeoutError::Timeout),
         }
     }
 
-    pub(crate) async fn take_waiting(&self, leased: bool) -> Result<Entry<K, V>, TakeError> {
+    pub(crate) async fn take_waiting(&self, leased: bool) -> Result<Taken<K, V>, TakeError> {
         wait::wait_async(&self.not_empty, (), |()| self.take_step(leased)).await
     }
 
-    fn take_step(&self, leased: bool) -> Step<(), Result<Entry<K, V>, TakeError>> {
-        match self.attempt_take(leased) {
-            Ok(entry) => Step::Done(Ok(entry)),
+    fn take_step(&self, leased: bool) -> Step<(), Result<Taken<K, V>, TakeError>> {
+        let lease = leased.then(|| self.lease_start());
+        match self.attempt_take(lease) {
+            Ok((entry, index)) => Step::Done(Ok((entry, index, lease))),
             Err(TryTakeError::Closed) => Step::Done(Err(TakeError)),
             Err(TryTakeError::Empty) => Step::Retry(()),
         }
     }
 
+    /// The batch take: waits for one entry, then gathers up to `max` for
+    /// at most `linger`, appending to `out` (and, for a leased batch, the
+    /// leases' indexes to `indexes`). Returns how many, and when the
+    /// batch's lease started.
     pub(crate) fn gather(
         &self,
         out: &mut Vec<Entry<K, V>>,
+        mut indexes: Option<&mut Vec<u32>>,
         max: usize,
         linger: Duration,
-        leased: bool,
-    ) -> usize {
+    ) -> (usize, Option<LeaseStart>) {
         if max == 0 {
-            return 0;
+            return (0, None);
         }
-        let Ok(first) = self.take_blocking(leased, None) else {
-            return 0;
+        let leased = indexes.is_some();
+        let Ok((first, index, start)) = self.take_blocking(leased, None) else {
+            return (0, None);
         };
         // Bounded by the capacity so that a huge `max` cannot over-allocate.
-        out.reserve(max.min(self.capacity()));
+        let room = max.min(self.capacity());
+        out.reserve(room);
         out.push(first);
+        if let Some(indexes) = indexes.as_deref_mut() {
+            indexes.reserve(room);
+            indexes.push(index);
+        }
         let deadline = Instant::now().checked_add(linger);
         let mut taken = 1;
         while taken < max {
             // Whatever is queued now, in one step; then wait for more.
-            match self.attempt_take_many(leased, max - taken, out) {
+            match self.attempt_take_many(start, max - taken, out, indexes.as_deref_mut()) {
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
                 Err(TryTakeError::Empty) => match self.take_blocking(leased, deadline) {
-                    Ok(entry) => {
+                    Ok((entry, index, _)) => {
                         out.push(entry);
+                        if let Some(indexes) = indexes.as_deref_mut() {
+                            indexes.push(index);
+                        }
                         taken += 1;
                     }
                     Err(_) => break,
                 },
             }
         }
-        taken
+        (taken, start)
     }
 }

@@ -4,13 +4,21 @@
 //! All of them use the crate's key type and the crate's default hasher
 //! (`coalescing_queue::DefaultHasher`, i.e. `foldhash::fast::RandomState`):
 //!
-//! * `crate`   - `CoalescingQueue<Key, Box<Message>>` (try forms, `take_batch`);
+//! * `crate`   - `CoalescingQueue<Key, Box<Message>, Compact>` (try forms,
+//!   `take_batch`, and the leased forms through `Leased`): the compact key
+//!   store, which the targets are for;
+//! * `general` - `CoalescingQueue<Key, Box<Message>>`, the general key store
+//!   (`Hash + Eq + Clone` keys), the same code as `crate` around it;
 //! * `raw`     - `crossbeam_queue::ArrayQueue<Key>`, no dedupe: the limit;
 //! * `mutex`   - `Mutex<(VecDeque<Key>, HashSet<Key>)>` with coalescing: what a
 //!   user writes by hand;
 //! * `ported`  - the seed's design: `crossbeam_channel::bounded<Key>` plus
 //!   `Mutex<HashSet<Key>>`, reserve in the set, then `try_send`, and on
 //!   `Full` remove the reservation again; take = recv, then remove;
+//! * `dashmap` - the original design card: `crossbeam_queue::ArrayQueue<Key>`
+//!   plus a `DashMap<Key, ()>` reservation set and an `AtomicUsize` slot
+//!   count; claim a slot, then reserve in the map (coalesce if present);
+//!   take = pop, then remove, then release the slot;
 //! * `eager`   - a boxed 120-byte message built from the key at every offer,
 //!   no dedupe, in a `crossbeam_channel::bounded<Box<Message>>`.
 //!
@@ -25,7 +33,10 @@
 use coalescing_queue::{CoalescingQueue, DefaultHasher, Entry, Offered};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use crossbeam_queue::ArrayQueue;
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,6 +50,9 @@ pub struct Key {
 }
 
 const _: () = assert!(core::mem::size_of::<Key>() == 32);
+
+// The one line the compact store asks of a key type.
+coalescing_queue::compact_key!(Key { id: u128, ts: u64, a: bool, b: bool });
 
 /// Key number `i`: id `0x9e3779b97f4a7c15 << 64 | i`, ts `i + 1000`.
 #[inline]
@@ -90,47 +104,107 @@ pub trait Design: Send + Sync + Sized {
     fn take_batch(&self, out: &mut Vec<Self::Out>, max: usize) -> usize;
 }
 
+/// The crate's leased takes, which the baselines do not have: each lease
+/// ends with an ack, as a consumer's does once the entry is delivered.
+pub trait Leased: Design {
+    /// Takes one entry with a lease without blocking, shows it to `f`, then
+    /// acks it. Returns whether there was one.
+    fn try_take_ack(&self, f: impl FnOnce(&Self::Out)) -> bool;
+    /// Takes up to `max` entries with leases (gathering for at most
+    /// `linger`), shows them to `f`, then acks the batch; returns how many.
+    /// Returns 0 without blocking when empty. Only ever called by a single
+    /// consumer.
+    fn take_batch_ack(&self, max: usize, linger: Duration, f: impl FnOnce(&[Self::Out])) -> usize;
+}
+
 // ----- the crate -----
 
-pub struct Crate(pub CoalescingQueue<Key, Box<Message>>);
+/// The queue the `crate` column measures: the compact key store.
+pub type CrateQueue = CoalescingQueue<Key, Box<Message>, coalescing_queue::Compact>;
 
-impl Design for Crate {
-    const NAME: &'static str = "crate";
-    const DEDUPES: bool = true;
-    type Pending = Key;
-    type Out = Entry<Key, Box<Message>>;
+/// The queue the `general` column measures: the general key store.
+pub type GeneralQueue = CoalescingQueue<Key, Box<Message>>;
 
-    fn with_capacity(capacity: usize) -> Self {
-        // `new` uses `DefaultHasher` = foldhash::fast::RandomState.
-        Crate(CoalescingQueue::new(capacity))
-    }
-    #[inline]
-    fn prepare(key: Key) -> Key {
-        key
-    }
-    #[inline]
-    fn try_offer(&self, k: Key) -> Result<bool, Key> {
-        match self.0.try_offer_key(k) {
-            Ok(Offered::Enqueued) => Ok(true),
-            Ok(Offered::Coalesced) => Ok(false),
-            Err(e) => Err(e.into_inner()),
+/// Implements `Design` and `Leased` for a newtype over one of the crate's
+/// queues: `crate` and `general` run the very same code.
+macro_rules! crate_design {
+    ($design:ident, $queue:ty, $name:literal) => {
+        pub struct $design(pub $queue);
+
+        impl Design for $design {
+            const NAME: &'static str = $name;
+            const DEDUPES: bool = true;
+            type Pending = Key;
+            type Out = Entry<Key, Box<Message>>;
+
+            fn with_capacity(capacity: usize) -> Self {
+                // `new` uses `DefaultHasher` = foldhash::fast::RandomState.
+                $design(<$queue>::new(capacity))
+            }
+            #[inline]
+            fn prepare(key: Key) -> Key {
+                key
+            }
+            #[inline]
+            fn try_offer(&self, k: Key) -> Result<bool, Key> {
+                match self.0.try_offer_key(k) {
+                    Ok(Offered::Enqueued) => Ok(true),
+                    Ok(Offered::Coalesced) => Ok(false),
+                    Err(e) => Err(e.into_inner()),
+                }
+            }
+            #[inline]
+            fn try_take(&self) -> Option<Self::Out> {
+                self.0.try_take().ok()
+            }
+            #[inline]
+            fn take_batch(&self, out: &mut Vec<Self::Out>, max: usize) -> usize {
+                // `take_batch` blocks (parks) for its first entry; check first so the
+                // consumer waits the same way as with the other designs. Sound with
+                // one consumer: nobody else can empty the ring in between.
+                if self.0.is_empty() {
+                    return 0;
+                }
+                self.0.take_batch(out, max, Duration::ZERO)
+            }
         }
-    }
-    #[inline]
-    fn try_take(&self) -> Option<Self::Out> {
-        self.0.try_take().ok()
-    }
-    #[inline]
-    fn take_batch(&self, out: &mut Vec<Self::Out>, max: usize) -> usize {
-        // `take_batch` blocks (parks) for its first entry; check first so the
-        // consumer waits the same way as with the other designs. Sound with
-        // one consumer: nobody else can empty the ring in between.
-        if self.0.is_empty() {
-            return 0;
+
+        impl Leased for $design {
+            #[inline]
+            fn try_take_ack(&self, f: impl FnOnce(&Self::Out)) -> bool {
+                match self.0.try_take_leased() {
+                    Ok(lease) => {
+                        f(lease.entry());
+                        lease.ack();
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            #[inline]
+            fn take_batch_ack(
+                &self,
+                max: usize,
+                linger: Duration,
+                f: impl FnOnce(&[Self::Out]),
+            ) -> usize {
+                // As `take_batch`: `take_batch_leased` blocks for its first
+                // entry, so check first (sound with one consumer).
+                if self.0.is_empty() {
+                    return 0;
+                }
+                let batch = self.0.take_batch_leased(max, linger);
+                let n = batch.len();
+                f(batch.entries());
+                batch.ack();
+                n
+            }
         }
-        self.0.take_batch(out, max, Duration::ZERO)
-    }
+    };
 }
+
+crate_design!(Crate, CrateQueue, "crate");
+crate_design!(CrateGeneral, GeneralQueue, "general");
 
 // ----- raw ArrayQueue, no dedupe: the limit -----
 
@@ -310,6 +384,111 @@ impl Design for Ported {
             for k in &out[start..] {
                 set.remove(k);
             }
+        }
+        n
+    }
+}
+
+// ----- the original design card: ArrayQueue + DashMap reservations, slot count -----
+
+pub struct Dash {
+    ring: ArrayQueue<Key>,
+    map: DashMap<Key, (), DefaultHasher>,
+    /// Claimed slots: queued, being pushed, or popped and not yet removed.
+    slots: AtomicUsize,
+    capacity: usize,
+}
+
+impl Dash {
+    /// Claims a slot if fewer than `capacity` are claimed.
+    #[inline]
+    fn claim(&self) -> bool {
+        let mut n = self.slots.load(Ordering::Relaxed);
+        while n < self.capacity {
+            match self
+                .slots
+                .compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
+    }
+    #[inline]
+    fn release(&self, n: usize) {
+        self.slots.fetch_sub(n, Ordering::Release);
+    }
+}
+
+impl Design for Dash {
+    const NAME: &'static str = "dashmap";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Key;
+
+    fn with_capacity(capacity: usize) -> Self {
+        Dash {
+            ring: ArrayQueue::new(capacity),
+            map: DashMap::with_capacity_and_hasher(capacity, DefaultHasher::default()),
+            slots: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    /// Claim before reserve: claim a slot, then reserve the key in the map
+    /// (one hash: `entry`); present -> give the slot back, coalesced; absent
+    /// -> insert, unlock, push. The push cannot fail: the claim made room.
+    /// No slot -> coalesced if pending (as `mutex` and the crate), else Full.
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        if !self.claim() {
+            return if self.map.contains_key(&k) {
+                Ok(false)
+            } else {
+                Err(k)
+            };
+        }
+        // The entry guard (the shard's write lock) ends with the match.
+        let new = match self.map.entry(k) {
+            MapEntry::Occupied(_) => false,
+            MapEntry::Vacant(v) => {
+                v.insert(());
+                true
+            }
+        };
+        if new {
+            if self.ring.push(k).is_err() {
+                unreachable!("a claimed slot has room in the ring");
+            }
+        } else {
+            self.release(1);
+        }
+        Ok(new)
+    }
+    /// Remove after pop: pop, then remove the reservation, then release.
+    #[inline]
+    fn try_take(&self) -> Option<Key> {
+        let k = self.ring.pop()?;
+        self.map.remove(&k);
+        self.release(1);
+        Some(k)
+    }
+    /// Pops up to `max`, removes each, then releases their slots at once.
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(k) = self.ring.pop() else { break };
+            self.map.remove(&k);
+            out.push(k);
+            n += 1;
+        }
+        if n > 0 {
+            self.release(n);
         }
         n
     }

@@ -1,0 +1,227 @@
+//! How a key sits in a key-table entry: the two key stores.
+//!
+//! The table (`key_table.rs`) owns the entries' control words and the
+//! protocol on them; a `Cells` type owns what holds each entry's key:
+//!
+//! * [`PackedCells`], the compact store ([`Compact`](crate::Compact)), for
+//!   [`CompactKey`] keys: the packed key in `W` atomic words per entry. A
+//!   lookup reads them with plain loads between two loads of the control
+//!   word (a seqlock read, `KeyTable::lookup`), so a duplicate offer writes
+//!   nothing; the key's own code never runs inside the store.
+//! * [`LockedCells`], the general store (any `BuildHasher` as the store
+//!   parameter), for any `Hash + Eq + Clone` key: a `Mutex<Option<K>>` per
+//!   entry, locked for one comparison, one move or one clone.
+//!
+//! Both hash with the queue's `BuildHasher`: the compact store hashes the
+//! packed words, the general store the key (`K::hash`).
+
+use crate::compact_key::{self, words_for, CompactKey, MAX_WORDS};
+use crate::sync::{AtomicU64, Mutex, Ordering};
+use core::hash::{BuildHasher, Hash, Hasher};
+use core::marker::PhantomData;
+use std::sync::PoisonError;
+
+/// The key cells of a table of entries. Sealed: implemented by the two
+/// stores of this file only.
+///
+/// Every method with an `index` is called only by a thread that may touch
+/// that entry's key at that point of the protocol (key_table.rs, E1-E9):
+/// `write` by the owner of a `Reserved` entry; `take`, `read` and `clear`
+/// by the owner of a popped or leased entry; `matches` by anyone.
+pub trait Cells<K> {
+    /// What a lookup compares with: the packed words, or nothing.
+    #[doc(hidden)]
+    type Probe;
+
+    /// The hash of `key`, and its probe.
+    #[doc(hidden)]
+    fn probe(&self, key: &K) -> (u64, Self::Probe);
+
+    /// Whether entry `index` holds `key` now. For the compact store, a read
+    /// without synchronization: valid only if the entry's version did not
+    /// change around it (the caller checks).
+    #[doc(hidden)]
+    fn matches(&self, index: usize, key: &K, probe: &Self::Probe) -> bool;
+
+    /// Stores `key` into a `Reserved` entry this thread owns.
+    #[doc(hidden)]
+    fn write(&self, index: usize, key: K, probe: &Self::Probe);
+
+    /// A copy of the key of an entry this thread owns (popped or leased).
+    #[doc(hidden)]
+    fn read(&self, index: usize) -> K;
+
+    /// Moves the key out of an entry this thread owns (a plain take).
+    #[doc(hidden)]
+    fn take(&self, index: usize) -> K;
+
+    /// Empties an entry this thread owns of its key (an ack), handing the
+    /// key back so that it is dropped after the table is left.
+    #[doc(hidden)]
+    fn clear(&self, index: usize) -> Option<K>;
+
+    /// `true` if a key held in an entry must be cleared when the entry is
+    /// emptied (the general store: the key owns memory).
+    #[doc(hidden)]
+    const CLEARS: bool;
+}
+
+/// The compact store's cells: each key packed into `W` atomic words.
+pub struct PackedCells<K, S> {
+    words: Box<[AtomicU64]>,
+    hasher: S,
+    _key: PhantomData<fn(K) -> K>,
+}
+
+impl<K: CompactKey, S> PackedCells<K, S> {
+    /// Words per key.
+    const W: usize = words_for(K::BITS);
+
+    pub(crate) fn new(entries: usize, hasher: S) -> Self {
+        Self {
+            words: (0..entries * Self::W).map(|_| AtomicU64::new(0)).collect(),
+            hasher,
+            _key: PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    fn load(&self, index: usize) -> [u64; MAX_WORDS] {
+        let mut words = [0; MAX_WORDS];
+        let base = index * Self::W;
+        for (w, word) in words.iter_mut().enumerate().take(Self::W) {
+            // Relaxed: ordered by the control word around it (a seqlock
+            // read, or an owner's read after its Acquire of the entry).
+            *word = self.words[base + w].load(Ordering::Relaxed);
+        }
+        words
+    }
+}
+
+impl<K: CompactKey, S: BuildHasher> Cells<K> for PackedCells<K, S> {
+    type Probe = [u64; MAX_WORDS];
+    const CLEARS: bool = false;
+
+    #[inline(always)]
+    fn probe(&self, key: &K) -> (u64, Self::Probe) {
+        let words = compact_key::pack(key);
+        let mut hasher = self.hasher.build_hasher();
+        for word in &words[..Self::W] {
+            hasher.write_u64(*word);
+        }
+        (hasher.finish(), words)
+    }
+
+    #[inline(always)]
+    fn matches(&self, index: usize, _: &K, probe: &Self::Probe) -> bool {
+        let base = index * Self::W;
+        (0..Self::W).all(|w| {
+            // Relaxed: a seqlock read, validated by the caller.
+            self.words[base + w].load(Ordering::Relaxed) == probe[w]
+        })
+    }
+
+    #[inline(always)]
+    fn write(&self, index: usize, _: K, probe: &Self::Probe) {
+        let base = index * Self::W;
+        for (w, word) in probe.iter().enumerate().take(Self::W) {
+            // Relaxed: published by the Release store of `Queued` that
+            // follows, after the writer's Release fence (E2).
+            self.words[base + w].store(*word, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn read(&self, index: usize) -> K {
+        compact_key::unpack(&self.load(index))
+    }
+
+    #[inline(always)]
+    fn take(&self, index: usize) -> K {
+        self.read(index)
+    }
+
+    #[inline(always)]
+    fn clear(&self, _: usize) -> Option<K> {
+        None
+    }
+}
+
+/// The general store's cells: a `Mutex<Option<K>>` per entry.
+///
+/// A lock is taken ignoring poison: user code run under it (`K::eq`,
+/// `K::clone`) leaves the cell as it was if it panics.
+pub struct LockedCells<K, S> {
+    keys: Box<[Mutex<Option<K>>]>,
+    hasher: S,
+}
+
+impl<K, S> LockedCells<K, S> {
+    pub(crate) fn new(entries: usize, hasher: S) -> Self {
+        Self {
+            keys: (0..entries).map(|_| Mutex::new(None)).collect(),
+            hasher,
+        }
+    }
+
+    #[inline(always)]
+    fn lock(&self, index: usize) -> crate::sync::MutexGuard<'_, Option<K>> {
+        self.keys[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K: Hash + Eq + Clone, S: BuildHasher> Cells<K> for LockedCells<K, S> {
+    type Probe = ();
+    const CLEARS: bool = true;
+
+    #[inline(always)]
+    fn probe(&self, key: &K) -> (u64, ()) {
+        (self.hasher.hash_one(key), ())
+    }
+
+    #[inline(always)]
+    fn matches(&self, index: usize, key: &K, _: &()) -> bool {
+        self.lock(index).as_ref() == Some(key)
+    }
+
+    #[inline(always)]
+    fn write(&self, index: usize, key: K, _: &()) {
+        let old = self.lock(index).replace(key);
+        // E1: a reserved entry was cleared when it was last emptied.
+        debug_assert!(old.is_none(), "a reserved entry still held a key");
+    }
+
+    #[inline(always)]
+    fn read(&self, index: usize) -> K {
+        self.lock(index)
+            .as_ref()
+            .expect("an owned entry holds its key (breaks I4)")
+            .clone()
+    }
+
+    #[inline(always)]
+    fn take(&self, index: usize) -> K {
+        self.lock(index)
+            .take()
+            .expect("an owned entry holds its key (breaks I4)")
+    }
+
+    #[inline(always)]
+    fn clear(&self, index: usize) -> Option<K> {
+        self.lock(index).take()
+    }
+}
+
+impl<K, S> core::fmt::Debug for PackedCells<K, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PackedCells").finish_non_exhaustive()
+    }
+}
+
+impl<K, S> core::fmt::Debug for LockedCells<K, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LockedCells").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,147 @@
+//! The control word of one key-table entry: its state, a tag of its key's
+//! hash, a version, and the start of its lease, in one `u64`.
+//!
+//! ```text
+//! bits  0..3   state    Empty, Reserved, Queued, InFlight, Dirty, ItemLease
+//! bits  3..11  tag      8 bits of the key's hash (Queued, InFlight, Dirty)
+//! bits 11..40  version  29 bits; +1 each time the entry is emptied of a key
+//! bits 40..64  tick     24 bits: when the lease began, in ms since the
+//!                       table was built (InFlight, Dirty, ItemLease)
+//! ```
+//!
+//! The transitions, who makes them and how, are the table of DESIGN.md
+//! section 3 ("The key table's entry word"); `key_table.rs` cites them as
+//! E1-E9.
+
+/// What an entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Free. Only the holder of its bucket's insert bit takes it.
+    Empty = 0,
+    /// Being written (or emptied) by the thread that owns it; invisible to
+    /// lookups.
+    Reserved = 1,
+    /// A pending key with one copy of its index in the ring (or on its way).
+    Queued = 2,
+    /// A pending key taken with a lease.
+    InFlight = 3,
+    /// In flight and offered again since (`InFlightPolicy::Requeue`).
+    Dirty = 4,
+    /// No key: the start time of a leased pass-through item.
+    ItemLease = 5,
+}
+
+const STATE_BITS: u32 = 3;
+const TAG_SHIFT: u32 = STATE_BITS;
+const TAG_BITS: u32 = 8;
+const VERSION_SHIFT: u32 = TAG_SHIFT + TAG_BITS;
+const VERSION_BITS: u32 = 29;
+const TICK_SHIFT: u32 = VERSION_SHIFT + VERSION_BITS;
+/// Lease ticks wrap after 2^24 ms (about 4.66 hours).
+pub(crate) const TICK_BITS: u32 = 64 - TICK_SHIFT;
+pub(crate) const TICK_MASK: u64 = (1 << TICK_BITS) - 1;
+const VERSION_MASK: u64 = (1 << VERSION_BITS) - 1;
+
+/// One reading of an entry's control word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Control(pub(crate) u64);
+
+impl Control {
+    /// The word of a table just built: empty, version 0.
+    pub(crate) const EMPTY: Control = Control(0);
+
+    pub(crate) fn state(self) -> State {
+        match self.0 & ((1 << STATE_BITS) - 1) {
+            0 => State::Empty,
+            1 => State::Reserved,
+            2 => State::Queued,
+            3 => State::InFlight,
+            4 => State::Dirty,
+            _ => State::ItemLease,
+        }
+    }
+
+    /// Holds a pending key: queued, in flight or dirty.
+    pub(crate) fn is_pending(self) -> bool {
+        matches!(self.state(), State::Queued | State::InFlight | State::Dirty)
+    }
+
+    /// A lease (of a key or an item) is out on this entry.
+    pub(crate) fn is_leased(self) -> bool {
+        matches!(
+            self.state(),
+            State::InFlight | State::Dirty | State::ItemLease
+        )
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        (self.0 >> TAG_SHIFT) as u8
+    }
+
+    pub(crate) fn version(self) -> u64 {
+        (self.0 >> VERSION_SHIFT) & VERSION_MASK
+    }
+
+    pub(crate) fn tick(self) -> u64 {
+        self.0 >> TICK_SHIFT
+    }
+
+    /// The same entry (tag, version, tick kept) in state `state`.
+    pub(crate) fn with_state(self, state: State) -> Control {
+        Control(self.0 & !((1 << STATE_BITS) - 1) | state as u64)
+    }
+
+    /// A key with `tag` published at this entry's version (no tick).
+    pub(crate) fn queued(self, tag: u8) -> Control {
+        Control(
+            self.version() << VERSION_SHIFT | u64::from(tag) << TAG_SHIFT | State::Queued as u64,
+        )
+    }
+
+    /// The entry leased at `tick`, in `state`, keeping tag and version.
+    pub(crate) fn leased(self, state: State, tick: u64) -> Control {
+        let kept = self.0 & ((1 << TICK_SHIFT) - 1) & !((1 << STATE_BITS) - 1);
+        Control((tick & TICK_MASK) << TICK_SHIFT | kept | state as u64)
+    }
+
+    /// Emptied of its key: the version moves on, so that a reader that saw
+    /// the old key's word cannot mistake the next key's words for it (E5).
+    pub(crate) fn emptied(self) -> Control {
+        // MUTANT: reuse_same_version: the entry is reused under the version
+        // its last key had, so a torn read of the words validates (breaks G1).
+        #[cfg(coalescing_mutant = "reuse_same_version")]
+        let next = self.version();
+        #[cfg(not(coalescing_mutant = "reuse_same_version"))]
+        let next = (self.version() + 1) & VERSION_MASK;
+        Control(next << VERSION_SHIFT | State::Empty as u64)
+    }
+}
+
+#[cfg(all(test, not(loom), not(shuttle)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_do_not_overlap() {
+        let queued = Control::EMPTY.emptied().emptied().queued(0xab);
+        assert_eq!(queued.state(), State::Queued);
+        assert_eq!((queued.tag(), queued.version(), queued.tick()), (0xab, 2, 0));
+        let leased = queued.leased(State::InFlight, TICK_MASK);
+        assert_eq!(leased.state(), State::InFlight);
+        assert_eq!((leased.tag(), leased.version()), (0xab, 2));
+        assert_eq!(leased.tick(), TICK_MASK);
+        let dirty = leased.with_state(State::Dirty);
+        assert_eq!((dirty.tag(), dirty.version(), dirty.tick()), (0xab, 2, TICK_MASK));
+        let empty = dirty.emptied();
+        assert_eq!((empty.state(), empty.version(), empty.tick()), (State::Empty, 3, 0));
+        assert!(dirty.is_pending() && dirty.is_leased());
+        assert!(!empty.is_pending() && !queued.is_leased());
+    }
+
+    #[test]
+    fn the_version_wraps_within_its_bits() {
+        let last = Control(VERSION_MASK << VERSION_SHIFT);
+        assert_eq!(last.emptied().version(), 0);
+        assert_eq!(last.emptied().state(), State::Empty);
+    }
+}

@@ -1,0 +1,73 @@
+//! Which key store a queue uses: its third type parameter.
+//!
+//! * A [`BuildHasher`] (the default, [`DefaultHasher`](crate::DefaultHasher)):
+//!   the general store, for any `Hash + Eq + Clone` key; a per-entry lock
+//!   for one comparison (`cells.rs`, `LockedCells`).
+//! * [`Compact<S>`]: the compact store, for [`CompactKey`] keys (plain
+//!   data packed into at most four words); duplicates answered with loads
+//!   alone (`PackedCells`).
+//!
+//! The choice is a type, not a runtime switch: without specialization a
+//! queue cannot pick the compact store for some `Hash + Eq` keys on its
+//! own, and a default that needed a line per key type would break every
+//! general key. So the compact store is one word in the type:
+//! `CoalescingQueue<Key, V, Compact>` (or [`CompactQueue<Key, V>`](crate::CompactQueue)).
+
+use crate::cells::{Cells, LockedCells, PackedCells};
+use crate::compact_key::CompactKey;
+use crate::key_table::entries_for;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+
+/// The compact key store, for [`CompactKey`] keys: give it as a queue's
+/// third type parameter, `S` the hasher of the packed words.
+///
+/// A duplicate offer of a queued key reads the store and writes nothing; a
+/// new key, a take, an ack and a nack change it with atomic
+/// read-modify-writes and stores, never a lock. See the
+/// [crate documentation](crate#the-two-key-stores).
+///
+/// ```
+/// use coalescing_queue::{CoalescingQueue, Compact, Offered};
+///
+/// let q = CoalescingQueue::<u64, String, Compact>::new(16);
+/// assert_eq!(q.try_offer_key(7), Ok(Offered::Enqueued));
+/// assert_eq!(q.try_offer_key(7), Ok(Offered::Coalesced));
+/// ```
+#[derive(Clone, Copy, Default)]
+pub struct Compact<S = crate::DefaultHasher>(pub S);
+
+impl<S> fmt::Debug for Compact<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Compact(..)")
+    }
+}
+
+/// Chooses a queue's key store for keys of type `K`: implemented by every
+/// [`BuildHasher`] (the general store, for `K: Hash + Eq + Clone`) and by
+/// [`Compact`] (the compact store, for `K: CompactKey`). Sealed.
+pub trait KeyStore<K>: Sized {
+    /// The store's cells.
+    #[doc(hidden)]
+    type Cells: Cells<K>;
+
+    /// Builds the cells of a table for `capacity` keys.
+    #[doc(hidden)]
+    fn cells(self, capacity: usize) -> Self::Cells;
+}
+
+impl<K: Hash + Eq + Clone, S: BuildHasher> KeyStore<K> for S {
+    type Cells = LockedCells<K, S>;
+
+    fn cells(self, capacity: usize) -> Self::Cells {
+        LockedCells::new(entries_for(capacity), self)
+    }
+}
+
+impl<K: CompactKey, S: BuildHasher> KeyStore<K> for Compact<S> {
+    type Cells = PackedCells<K, S>;
+
+    fn cells(self, capacity: usize) -> Self::Cells {
+        PackedCells::new(entries_for(capacity), self.0)
+    }
+}
