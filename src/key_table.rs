@@ -374,6 +374,8 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             if let Some(held) = self.try_lock(home) {
                 return held;
             }
+            // Wait on loads: a failed attempt writes nothing (which is also
+            // what lets loom see this loop as waiting, not as progress).
             while bit.load(Ordering::Relaxed) != 0 {
                 spin_wait();
             }
@@ -384,9 +386,14 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     fn try_lock(&self, bucket: usize) -> Option<InsertBit<'_>> {
         let bit = &self.insert_bits[bucket];
         // Acquire: pairs with the last holder's Release (InsertBit::drop).
-        // `then`, not `then_some`: a guard built for a failed swap would, when
-        // dropped, free the bit of the thread that holds it.
-        (bit.swap(1, Ordering::Acquire) == 0).then(|| InsertBit { bit: Some(bit) })
+        // A CAS, not a swap: a failed attempt leaves the line unwritten.
+        // `then`, not `then_some`: a guard built for a failed attempt would,
+        // when dropped, free the bit of the thread that holds it.
+        let free = bit.load(Ordering::Relaxed) == 0
+            && bit
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+        free.then(|| InsertBit { bit: Some(bit) })
     }
 
     /// Reserves an empty entry for a key whose home bucket's bit this
@@ -482,10 +489,14 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             #[cfg(coalescing_mutant = "ack_ignores_dirty")]
             let dirty = false;
             if !ack || dirty {
-                // E6: only this lease's holder moves a leased entry out of
-                // E3/E4; a racing E4 may be overwritten: the key is queued
-                // anyway, which delivers the offer it absorbed.
-                word.store(leased.queued(leased.tag()).0, Ordering::Release);
+                // E6, a swap: only this lease's holder moves a leased entry
+                // out of E3/E4, and a racing E4 may be overwritten (the key
+                // is queued anyway, which delivers the offer it absorbed),
+                // but a plain store could be ordered before that E4 and
+                // leave the entry dirty with no lease (found by loom).
+                // AcqRel: Release for the taker of the pushed index; Acquire
+                // pairs with E4.
+                word.swap(leased.queued(leased.tag()).0, Ordering::AcqRel);
                 return Ended::Requeue(index as u32);
             }
             // E5 against E4. AcqRel: Release for the next reservation (E1);

@@ -474,8 +474,9 @@ where
     /// assert!(q.take().is_err());
     /// ```
     pub fn close(&self) -> bool {
-        // Release: see `closed`; before the occupancy bit (a claim refused
-        // as closed then implies a duplicate offer sees the flag too).
+        // Release, before the occupancy bit: a claim refused by the bit
+        // (Acquire) then sees the flag too, so `is_closed` agrees with
+        // every refusal.
         self.closed.store(1, Ordering::Release);
         let closed_now = self.occupancy.close();
         // MUTANT: close_without_wake: close sets the bit but wakes nobody,
@@ -529,7 +530,9 @@ where
     /// assert!(q.is_closed());
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.occupancy.load().is_closed()
+        // The flag, not the occupancy bit: it is set first, so an offer
+        // refused as closed (by either) always finds this `true`.
+        self.closed.load(Ordering::Acquire) != 0
     }
 
     /// The number of entries queued now, not counting those in flight.

@@ -99,7 +99,13 @@ pub enum Event {
 /// What happened in one execution, in execution order.
 #[derive(Debug, Default)]
 pub struct History {
-    clock: AtomicUsize,
+    /// A loom atomic: a stamp that reads another's value synchronizes with
+    /// it, so "the take returned before the offer began" is a
+    /// happens-before, as a user's own synchronization would make it.
+    /// (Without it, loom may let the offer read the key table as it was
+    /// before a take that the history shows as earlier: an order no program
+    /// can observe without such synchronization.)
+    clock: loom::sync::atomic::AtomicUsize,
     events: StdMutex<Vec<Event>>,
 }
 
