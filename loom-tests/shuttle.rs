@@ -28,8 +28,10 @@ type Hasher = foldhash::fast::FixedState;
 /// `Compact<Hasher>` (the compact store).
 type Queue<S> = CoalescingQueue<u32, u32, S>;
 
-/// A key store the models run on: how to make its fixed hasher.
-trait Store: KeyStore<u32> + Send + Sync + 'static {
+/// A key store the models run on: how to make its fixed hasher. (The
+/// models also need `Queue<S>: Send + Sync`, which a bound here cannot
+/// imply.)
+trait Store: KeyStore<u32> + 'static {
     /// Its name in the printed lines.
     const NAME: &'static str;
 
@@ -273,7 +275,10 @@ fn offers_and_takes() {
     model("offers_and_takes", &[1, 2, 4], stores!(offers_and_takes_on));
 }
 
-fn offers_and_takes_on<S: Store>(capacity: usize) {
+fn offers_and_takes_on<S: Store>(capacity: usize)
+where
+    Queue<S>: Send + Sync,
+{
     let q = queue::<S>(capacity);
     let log = Arc::new(History::default());
     let producers: Vec<_> = (0..3u32)
@@ -348,7 +353,10 @@ fn close_races_traffic() {
     );
 }
 
-fn close_races_traffic_on<S: Store>(capacity: usize) {
+fn close_races_traffic_on<S: Store>(capacity: usize)
+where
+    Queue<S>: Send + Sync,
+{
     let q = queue::<S>(capacity);
     let log = Arc::new(History::default());
     let producers: Vec<_> = (0..2u32)
@@ -413,7 +421,10 @@ fn leases_flaky_sender() {
     );
 }
 
-fn leases_flaky_sender_on<S: Store>(capacity: usize) {
+fn leases_flaky_sender_on<S: Store>(capacity: usize)
+where
+    Queue<S>: Send + Sync,
+{
     let q = queue::<S>(capacity);
     let log = Arc::new(History::default());
     let leased = Arc::new(Mutex::new(HashSet::new()));

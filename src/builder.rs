@@ -1,9 +1,9 @@
 //! `Builder`: a queue's capacity, in-flight policy and hasher.
 
 use crate::error::BuildError;
+use crate::key_store::KeyStore;
 use crate::occupancy::MAX_CAPACITY;
 use crate::policy::InFlightPolicy;
-use crate::key_store::KeyStore;
 use crate::queue::{CoalescingQueue, DefaultHasher};
 use core::fmt;
 use core::hash::Hash;

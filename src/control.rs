@@ -4,7 +4,8 @@
 //! ```text
 //! bits  0..3   state    Empty, Reserved, Queued, InFlight, Dirty, ItemLease
 //! bits  3..11  tag      8 bits of the key's hash (Queued, InFlight, Dirty)
-//! bits 11..40  version  29 bits; +1 each time the entry is emptied of a key
+//! bits 11..39  version  28 bits; +1 each time the entry is emptied of a key
+//! bit  39       spilled  the key lives past its home bucket
 //! bits 40..64  tick     24 bits: when the lease began, in ms since the
 //!                       table was built (InFlight, Dirty, ItemLease)
 //! ```
@@ -35,8 +36,9 @@ const STATE_BITS: u32 = 3;
 const TAG_SHIFT: u32 = STATE_BITS;
 const TAG_BITS: u32 = 8;
 const VERSION_SHIFT: u32 = TAG_SHIFT + TAG_BITS;
-const VERSION_BITS: u32 = 29;
-const TICK_SHIFT: u32 = VERSION_SHIFT + VERSION_BITS;
+const VERSION_BITS: u32 = 28;
+const SPILLED: u64 = 1 << (VERSION_SHIFT + VERSION_BITS);
+const TICK_SHIFT: u32 = VERSION_SHIFT + VERSION_BITS + 1;
 /// Lease ticks wrap after 2^24 ms (about 4.66 hours).
 pub(crate) const TICK_BITS: u32 = 64 - TICK_SHIFT;
 pub(crate) const TICK_MASK: u64 = (1 << TICK_BITS) - 1;
@@ -91,11 +93,26 @@ impl Control {
         Control(self.0 & !((1 << STATE_BITS) - 1) | state as u64)
     }
 
+    /// Whether the key lives past its home bucket (its removal lowers the
+    /// overflow counts it raised, `key_table.rs` T2).
+    pub(crate) fn is_spilled(self) -> bool {
+        self.0 & SPILLED != 0
+    }
+
     /// A key with `tag` published at this entry's version (no tick).
-    pub(crate) fn queued(self, tag: u8) -> Control {
+    pub(crate) fn published(self, tag: u8, spilled: bool) -> Control {
+        let spilled = if spilled { SPILLED } else { 0 };
         Control(
-            self.version() << VERSION_SHIFT | u64::from(tag) << TAG_SHIFT | State::Queued as u64,
+            self.version() << VERSION_SHIFT
+                | spilled
+                | u64::from(tag) << TAG_SHIFT
+                | State::Queued as u64,
         )
+    }
+
+    /// The same key queued again (tag, version and spill kept; no tick).
+    pub(crate) fn requeued(self) -> Control {
+        self.published(self.tag(), self.is_spilled())
     }
 
     /// The entry leased at `tick`, in `state`, keeping tag and version.
@@ -123,17 +140,28 @@ mod tests {
 
     #[test]
     fn fields_do_not_overlap() {
-        let queued = Control::EMPTY.emptied().emptied().queued(0xab);
+        let queued = Control::EMPTY.emptied().emptied().published(0xab, true);
+        assert!(queued.is_spilled() && queued.requeued() == queued);
         assert_eq!(queued.state(), State::Queued);
-        assert_eq!((queued.tag(), queued.version(), queued.tick()), (0xab, 2, 0));
+        assert_eq!(
+            (queued.tag(), queued.version(), queued.tick()),
+            (0xab, 2, 0)
+        );
         let leased = queued.leased(State::InFlight, TICK_MASK);
         assert_eq!(leased.state(), State::InFlight);
         assert_eq!((leased.tag(), leased.version()), (0xab, 2));
         assert_eq!(leased.tick(), TICK_MASK);
         let dirty = leased.with_state(State::Dirty);
-        assert_eq!((dirty.tag(), dirty.version(), dirty.tick()), (0xab, 2, TICK_MASK));
+        assert_eq!(
+            (dirty.tag(), dirty.version(), dirty.tick()),
+            (0xab, 2, TICK_MASK)
+        );
+        assert!(dirty.is_spilled() && !dirty.emptied().is_spilled());
         let empty = dirty.emptied();
-        assert_eq!((empty.state(), empty.version(), empty.tick()), (State::Empty, 3, 0));
+        assert_eq!(
+            (empty.state(), empty.version(), empty.tick()),
+            (State::Empty, 3, 0)
+        );
         assert!(dirty.is_pending() && dirty.is_leased());
         assert!(!empty.is_pending() && !queued.is_leased());
     }

@@ -7,12 +7,14 @@
 //! version, lease tick) and its key cell (`cells.rs`: packed atomic words,
 //! or a locked `Option<K>`). The ring holds an entry's index (`u32`) for a
 //! queued key, so a take goes straight to the entry: no hash, no `Eq`. Each
-//! bucket has an insert bit; the table has a probe limit, the farthest any
-//! key was ever placed from its home bucket (it only grows).
+//! bucket has an insert bit and an overflow count: how many keys live past
+//! it that probed it on their way (as in folly's F14).
 //!
 //! A key's home bucket and tag come from its hash. It lives in its home
 //! bucket, or, when that is full, in the first bucket after it with an
-//! empty entry (within the probe limit).
+//! empty entry; a lookup walks on from a bucket only while that bucket's
+//! overflow count is not zero, so nothing accumulates under churn (an
+//! emptied entry is simply empty: no tombstones).
 //!
 //! The entry word's transitions (state table and orderings: DESIGN.md
 //! section 3, "The key table's entry word"):
@@ -36,16 +38,18 @@
 //! * T1 At most one entry holds a given pending key: a key is inserted only
 //!   by the holder of its home bucket's insert bit, after a lookup under
 //!   that bit found it absent.
-//! * T2 A key placed `d` buckets past its home raised the probe limit to at
-//!   least `d` before it was published, so a lookup under the home bit
-//!   (which follows the inserter's release of that bit) scans far enough.
+//! * T2 A key placed past its home bucket counts once in the overflow count
+//!   of each bucket from its home up to (not including) its own, from
+//!   before it is published until after it is emptied (E5); its entry is
+//!   marked spilled. So a lookup under the home bit (which follows the
+//!   inserter's release of that bit) walks far enough.
 //! * T3 An index in the ring names a `Queued` entry (I4), so a take never
 //!   waits for, or fails to find, its key.
 
 use crate::cells::Cells;
 use crate::control::{Control, State, TICK_MASK};
 use crate::occupancy::ClaimError;
-use crate::sync::{fence, spin_wait, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use core::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -97,8 +101,8 @@ pub(crate) struct KeyTable<K, C> {
     /// Per bucket: 1 while an offer inserts a key whose home it is (T1), or
     /// while a spill or an item lease claims one of its entries (E1, E7).
     insert_bits: Box<[AtomicU8]>,
-    /// The farthest any key was placed from its home bucket (T2).
-    probe_limit: AtomicUsize,
+    /// Per bucket: keys living past it that probed it (T2).
+    overflow: Box<[AtomicU32]>,
     cells: C,
     /// Lease ticks count milliseconds from here.
     epoch: Instant,
@@ -139,7 +143,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 })
                 .collect(),
             insert_bits: (0..buckets).map(|_| AtomicU8::new(0)).collect(),
-            probe_limit: AtomicUsize::new(0),
+            overflow: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
             cells,
             epoch: Instant::now(),
             _key: PhantomData,
@@ -163,18 +167,16 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     }
 
     /// Finds the entry holding `key`, reading only: the compact store's
-    /// duplicate path. Scans the home bucket and those after it up to the
-    /// probe limit; a candidate (pending, same tag, same key words) counts
-    /// only if its version and pendency held across the read of its cell (a
-    /// seqlock read). `Changed` if a candidate changed while it was read:
-    /// the offer then asks again under the insert bit.
+    /// duplicate path. Scans the home bucket, and the next ones while the
+    /// one before has keys overflowing past it (T2); a candidate (pending,
+    /// same tag, same key words) counts only if its version and pendency
+    /// held across the read of its cell (a seqlock read). `Changed` if a
+    /// candidate changed while it was read: the offer then asks again
+    /// under the insert bit.
     #[inline(always)]
     fn lookup(&self, key: &K, probe: &C::Probe, home: usize, tag: u8) -> Lookup {
-        // Relaxed: a hint; a lookup that stops short only sends the offer to
-        // the locked path, whose limit is ordered by the insert bit (T2).
-        let limit = self.probe_limit.load(Ordering::Relaxed);
-        for distance in 0..=limit.min(self.buckets.len() - 1) {
-            let bucket = (home + distance) % self.buckets.len();
+        let mut bucket = home;
+        for _ in 0..self.buckets.len() {
             for slot in 0..BUCKET {
                 let index = bucket * BUCKET + slot;
                 // Acquire: pairs with the Release of E2, so the words read
@@ -203,6 +205,12 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                     Lookup::Changed
                 };
             }
+            // Acquire: pairs with the Release of a removal's decrement (E5
+            // before it), so a zero read here means that key is gone.
+            if self.overflow[bucket].load(Ordering::Acquire) == 0 {
+                break;
+            }
+            bucket = (bucket + 1) % self.buckets.len();
         }
         Lookup::Absent
     }
@@ -292,14 +300,14 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         if let Err(error) = claim() {
             return Offer::Refused(key, error);
         }
-        let index = self.reserve(home);
-        self.publish(index, key, &probe, tag);
+        let (index, spilled) = self.reserve(home);
+        self.publish(index, key, &probe, tag, spilled);
         drop(bit);
         Offer::Inserted(index as u32)
     }
 
     /// Writes `key` into the reserved entry `index` and publishes it (E2).
-    fn publish(&self, index: usize, key: K, probe: &C::Probe, tag: u8) {
+    fn publish(&self, index: usize, key: K, probe: &C::Probe, tag: u8, spilled: bool) {
         let reserved = Control(self.control(index).load(Ordering::Relaxed));
         // Release fence: a seqlock reader whose load of a word below sees
         // this write also sees `Reserved` (or later) on its second look.
@@ -307,7 +315,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         self.cells.write(index, key, probe);
         // Release: pairs with the lookups' Acquire (the cell is complete).
         self.control(index)
-            .store(reserved.queued(tag).0, Ordering::Release);
+            .store(reserved.published(tag, spilled).0, Ordering::Release);
     }
 
     /// MUTANT: reserve_before_claim: inserts and publishes the key, lets go
@@ -326,8 +334,8 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         if self.lookup_locked(&key, &probe, home, tag).is_some() {
             return Offer::Coalesced { in_flight: false };
         }
-        let index = self.reserve(home);
-        self.publish(index, key, &probe, tag);
+        let (index, spilled) = self.reserve(home);
+        self.publish(index, key, &probe, tag, spilled);
         drop(bit);
         match claim() {
             Ok(()) => Offer::Inserted(index as u32),
@@ -336,6 +344,9 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 let queued = Control(self.control(index).load(Ordering::Acquire));
                 self.control(index)
                     .store(queued.emptied().0, Ordering::Release);
+                if spilled {
+                    self.unspill(&key, index);
+                }
                 Offer::Refused(key, error)
             }
         }
@@ -398,10 +409,12 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// Reserves an empty entry for a key whose home bucket's bit this
     /// thread holds (E1): in the home bucket, else in the first bucket
-    /// after it whose bit is free and which has an empty entry (T2).
-    fn reserve(&self, home: usize) -> usize {
+    /// after it whose bit is free and which has an empty entry, counting the
+    /// key in the overflow of every bucket it passed (T2). Returns the entry
+    /// and whether it spilled.
+    fn reserve(&self, home: usize) -> (usize, bool) {
         if let Some(index) = self.reserve_in(home) {
-            return index;
+            return (index, false);
         }
         loop {
             for distance in 1..self.buckets.len() {
@@ -413,13 +426,29 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 if let Some(index) = self.reserve_in(bucket) {
                     // T2, before the publish. Relaxed: ordered for the lookups
                     // that rely on it by the home bit's Release (T2).
-                    self.probe_limit.fetch_max(distance, Ordering::Relaxed);
-                    return index;
+                    for passed in 0..distance {
+                        self.overflow[(home + passed) % self.buckets.len()]
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    return (index, true);
                 }
             }
             // Every empty entry was in a busy bucket: there is one, since
             // the table has more entries than the capacity.
             spin_wait();
+        }
+    }
+
+    /// After a spilled key left its entry (E5): it no longer counts in the
+    /// overflow of the buckets from its home up to its own (T2).
+    fn unspill(&self, key: &K, index: usize) {
+        let (hash, _) = self.cells.probe(key);
+        let (home, _) = self.home_and_tag(hash);
+        let mut bucket = home;
+        while bucket != index / BUCKET {
+            // Release: pairs with the lookups' Acquire (E5 is before this).
+            self.overflow[bucket].fetch_sub(1, Ordering::Release);
+            bucket = (bucket + 1) % self.buckets.len();
         }
     }
 
@@ -455,6 +484,9 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 // E5. Release: pairs with the next reservation's Acquire (E1).
                 self.control(index)
                     .store(queued.emptied().0, Ordering::Release);
+                if queued.is_spilled() {
+                    self.unspill(&key, index);
+                }
                 key
             }
             Some(tick) => {
@@ -476,7 +508,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// Ends a lease on the entry `index` (E5, E6): `ack` removes the key
     /// unless it is dirty (then it is queued again); a nack queues it again.
-    pub(crate) fn end_lease(&self, index: u32, ack: bool) -> Ended<K> {
+    pub(crate) fn end_lease(&self, index: u32, ack: bool, key: &K) -> Ended<K> {
         let index = index as usize;
         let word = self.control(index);
         loop {
@@ -496,7 +528,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 // leave the entry dirty with no lease (found by loom).
                 // AcqRel: Release for the taker of the pushed index; Acquire
                 // pairs with E4.
-                word.swap(leased.queued(leased.tag()).0, Ordering::AcqRel);
+                word.swap(leased.requeued().0, Ordering::AcqRel);
                 return Ended::Requeue(index as u32);
             }
             // E5 against E4. AcqRel: Release for the next reservation (E1);
@@ -510,12 +542,17 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 .compare_exchange(leased.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                if !C::CLEARS {
-                    return Ended::Removed(None);
+                let stored = if C::CLEARS {
+                    let stored = self.cells.clear(index);
+                    word.store(leased.emptied().0, Ordering::Release);
+                    stored
+                } else {
+                    None
+                };
+                if leased.is_spilled() {
+                    self.unspill(key, index);
                 }
-                let key = self.cells.clear(index);
-                word.store(leased.emptied().0, Ordering::Release);
-                return Ended::Removed(key);
+                return Ended::Removed(stored);
             }
         }
     }
@@ -535,10 +572,8 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 };
                 if let Some(index) = self.reserve_in(bucket) {
                     let reserved = Control(self.control(index).load(Ordering::Relaxed));
-                    self.control(index).store(
-                        reserved.leased(State::ItemLease, tick).0,
-                        Ordering::Release,
-                    );
+                    self.control(index)
+                        .store(reserved.leased(State::ItemLease, tick).0, Ordering::Release);
                     return index as u32;
                 }
             }
@@ -590,7 +625,9 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// The number of keys pending (queued or in flight).
     pub(crate) fn len(&self) -> usize {
-        self.controls().filter(|control| control.is_pending()).count()
+        self.controls()
+            .filter(|control| control.is_pending())
+            .count()
     }
 }
 
@@ -630,11 +667,14 @@ mod tests {
             table.offer(2, true, || false, || panic!("no claim")),
             Offer::Coalesced { in_flight: true }
         ));
-        assert!(matches!(table.end_lease(two, true), Ended::Requeue(i) if i == two));
+        assert!(matches!(table.end_lease(two, true, &2), Ended::Requeue(i) if i == two));
         assert_eq!(table.take(one, None), 1);
         assert!(!table.contains(&1));
         assert_eq!(table.take(two, Some(6)), 2);
-        assert!(matches!(table.end_lease(two, true), Ended::Removed(None)));
+        assert!(matches!(
+            table.end_lease(two, true, &2),
+            Ended::Removed(None)
+        ));
         assert_eq!(table.len(), 0);
     }
 
@@ -670,6 +710,11 @@ mod tests {
                 assert_eq!(table.take(index, None), k as u64);
             }
             assert_eq!(table.len(), 0);
+            // Every overflow count went back to zero with its key (T2).
+            assert!(table
+                .overflow
+                .iter()
+                .all(|count| count.load(Ordering::Relaxed) == 0));
         }
     }
 

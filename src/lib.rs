@@ -159,9 +159,9 @@ pub use error::{
     TryTakeError,
 };
 pub use gate::{ResendGate, ResendPermit};
+pub use key_store::{Compact, KeyStore};
 pub use lease::{Lease, LeaseBatch};
 pub use policy::InFlightPolicy;
-pub use key_store::{Compact, KeyStore};
 pub use queue::{CoalescingQueue, CompactQueue, DefaultHasher};
 pub use stats::Stats;
 

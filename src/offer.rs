@@ -5,10 +5,10 @@
 
 use crate::entry::Offered;
 use crate::error::{OfferError, OfferTimeoutError, TryOfferError};
+use crate::key_store::KeyStore;
 use crate::queue::{Attempt, CoalescingQueue};
 use crate::stats::Counter;
 use crate::wait::{self, Step};
-use crate::key_store::KeyStore;
 use std::time::{Duration, Instant};
 
 /// Whether an accepted offer took a slot. One that did not (a coalesced

@@ -395,7 +395,7 @@ where
         };
         // What goes back into the ring, and what is dropped at the end.
         let (requeue, _dropped_last) = match entry {
-            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack) {
+            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack, &key) {
                 Ended::Requeue(index) => {
                     if end == LeaseEnd::Ack {
                         self.counters.add(Counter::RequeuedDirty);

@@ -19,12 +19,12 @@
 //!   scheduler).
 
 #[cfg(not(any(loom, shuttle)))]
-pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
@@ -43,7 +43,9 @@ pub(crate) use crate::loom_shims::Ring;
 // (generic over the Mutex: it takes `shuttle::sync::Mutex` here), and a
 // Mutex + Condvar waiter with event-listener's interface.
 #[cfg(all(shuttle, not(loom)))]
-pub(crate) use shuttle::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use shuttle::sync::atomic::{
+    fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(all(shuttle, not(loom)))]
 pub(crate) use shuttle::sync::{Mutex, MutexGuard};
 

@@ -55,8 +55,14 @@ impl Drop for Counted<'_> {
 
 impl Signal {
     pub(crate) fn new() -> Self {
+        let event = Event::new();
+        // `Event` allocates its state on first use; make that now, at build,
+        // so that no later operation allocates (`close` notifies every
+        // event, even one nobody ever waited on).
+        #[cfg(not(any(loom, shuttle)))]
+        drop(event.listen());
         Self {
-            event: Event::new(),
+            event,
             waiting: AtomicUsize::new(0),
         }
     }

@@ -19,17 +19,28 @@ use std::time::Instant;
 /// send a key to a different shard lock (a different loom object) from one
 /// iteration to the next.
 pub type Hasher = foldhash::fast::FixedState;
-pub type Queue = CoalescingQueue<u32, u32, Hasher>;
+/// The key store the models run on: the compact one, or with
+/// `--cfg coalescing_loom_store="general"` (`scripts/loom --general`) the
+/// general one.
+#[cfg(not(coalescing_loom_store = "general"))]
+pub type Store = coalescing_queue::Compact<Hasher>;
+#[cfg(coalescing_loom_store = "general")]
+pub type Store = Hasher;
+pub type Queue = CoalescingQueue<u32, u32, Store>;
 pub type Shared = loom::sync::Arc<Queue>;
 pub type Log = StdArc<History>;
 
 /// A queue of `capacity` with the default policy (`Requeue`), for a model.
 pub fn queue(capacity: usize) -> Shared {
+    #[cfg(not(coalescing_loom_store = "general"))]
+    let store = coalescing_queue::Compact(Hasher::with_seed(0x5eed));
+    #[cfg(coalescing_loom_store = "general")]
+    let store = Hasher::with_seed(0x5eed);
     loom::sync::Arc::new(
         CoalescingQueue::builder()
             .capacity(capacity)
             .in_flight(InFlightPolicy::Requeue)
-            .hasher(Hasher::with_seed(0x5eed))
+            .hasher(store)
             .build(),
     )
 }
