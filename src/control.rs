@@ -2,7 +2,8 @@
 //! hash, a version, and the start of its lease, in one `u64`.
 //!
 //! ```text
-//! bits  0..3   state    Empty, Reserved, Queued, InFlight, Dirty, ItemLease
+//! bits  0..3   state    Empty, Reserved, ItemLease; Queued, InFlight, Dirty
+//!                       (the pending three have bit 2 set)
 //! bits  3..11  tag      8 bits of the key's hash (Queued, InFlight, Dirty)
 //! bits 11..39  version  28 bits; +1 each time the entry is emptied of a key
 //! bit  39       spilled  the key lives past its home bucket
@@ -22,15 +23,19 @@ pub(crate) enum State {
     /// Being written (or emptied) by the thread that owns it; invisible to
     /// lookups.
     Reserved = 1,
-    /// A pending key with one copy of its index in the ring (or on its way).
-    Queued = 2,
-    /// A pending key taken with a lease.
-    InFlight = 3,
-    /// In flight and offered again since (`InFlightPolicy::Requeue`).
-    Dirty = 4,
     /// No key: the start time of a leased pass-through item.
-    ItemLease = 5,
+    ItemLease = 2,
+    /// A pending key with one copy of its index in the ring (or on its way).
+    Queued = PENDING as isize,
+    /// A pending key taken with a lease.
+    InFlight = PENDING as isize | 1,
+    /// In flight and offered again since (`InFlightPolicy::Requeue`).
+    Dirty = PENDING as isize | 2,
 }
+
+/// The state bit the three pending states share, so that a lookup tests
+/// "pending with this tag" with one mask and one compare.
+const PENDING: u64 = 4;
 
 const STATE_BITS: u32 = 3;
 const TAG_SHIFT: u32 = STATE_BITS;
@@ -56,24 +61,35 @@ impl Control {
         match self.0 & ((1 << STATE_BITS) - 1) {
             0 => State::Empty,
             1 => State::Reserved,
-            2 => State::Queued,
-            3 => State::InFlight,
-            4 => State::Dirty,
-            _ => State::ItemLease,
+            2 => State::ItemLease,
+            4 => State::Queued,
+            5 => State::InFlight,
+            _ => State::Dirty,
         }
     }
 
+    /// `state() == state`, on the bits.
+    #[inline(always)]
+    pub(crate) fn is(self, state: State) -> bool {
+        self.0 & ((1 << STATE_BITS) - 1) == state as u64
+    }
+
     /// Holds a pending key: queued, in flight or dirty.
+    #[inline(always)]
     pub(crate) fn is_pending(self) -> bool {
-        matches!(self.state(), State::Queued | State::InFlight | State::Dirty)
+        self.0 & PENDING != 0
+    }
+
+    /// Holds a pending key whose tag is `tag`: one mask, one compare.
+    #[inline(always)]
+    pub(crate) fn is_pending_with(self, tag: u8) -> bool {
+        const MASK: u64 = PENDING | 0xff << TAG_SHIFT;
+        self.0 & MASK == PENDING | u64::from(tag) << TAG_SHIFT
     }
 
     /// A lease (of a key or an item) is out on this entry.
     pub(crate) fn is_leased(self) -> bool {
-        matches!(
-            self.state(),
-            State::InFlight | State::Dirty | State::ItemLease
-        )
+        self.is(State::InFlight) || self.is(State::Dirty) || self.is(State::ItemLease)
     }
 
     pub(crate) fn tag(self) -> u8 {

@@ -155,6 +155,16 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         &self.buckets[index / BUCKET].control[index % BUCKET]
     }
 
+    /// The bucket after `bucket`, wrapping (no division on the hot path).
+    #[inline(always)]
+    fn next_bucket(&self, bucket: usize) -> usize {
+        if bucket + 1 == self.buckets.len() {
+            0
+        } else {
+            bucket + 1
+        }
+    }
+
     /// The home bucket and tag of a hash. The hash is mixed first (the
     /// first steps of splitmix64's finalizer), since a fast hasher may leave
     /// little entropy in some bits; multiply-shift maps its top 32 bits
@@ -182,7 +192,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 // Acquire: pairs with the Release of E2, so the words read
                 // next are at least those published with this version.
                 let before = Control(self.control(index).load(Ordering::Acquire));
-                if !before.is_pending() || before.tag() != tag {
+                if !before.is_pending_with(tag) {
                     continue;
                 }
                 if !self.cells.matches(index, key, probe) {
@@ -210,7 +220,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             if self.overflow[bucket].load(Ordering::Acquire) == 0 {
                 break;
             }
-            bucket = (bucket + 1) % self.buckets.len();
+            bucket = self.next_bucket(bucket);
         }
         Lookup::Absent
     }
@@ -448,7 +458,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         while bucket != index / BUCKET {
             // Release: pairs with the lookups' Acquire (E5 is before this).
             self.overflow[bucket].fetch_sub(1, Ordering::Release);
-            bucket = (bucket + 1) % self.buckets.len();
+            bucket = self.next_bucket(bucket);
         }
     }
 
@@ -459,7 +469,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             // Acquire: pairs with the Release of the E5/E7 that emptied it,
             // so that taker's reads of the old cell come before our writes.
             let control = Control(self.control(index).load(Ordering::Acquire));
-            (control.state() == State::Empty).then(|| {
+            control.is(State::Empty).then(|| {
                 // Relaxed: published by the Release fence and store of E2.
                 self.control(index)
                     .store(control.with_state(State::Reserved).0, Ordering::Relaxed);
@@ -515,7 +525,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             // Acquire: pairs with E3 and E4.
             let leased = Control(word.load(Ordering::Acquire));
             debug_assert!(leased.is_pending() && leased.is_leased());
-            let dirty = leased.state() == State::Dirty;
+            let dirty = leased.is(State::Dirty);
             // MUTANT: ack_ignores_dirty: ack removes a dirty key, losing the
             // offer absorbed while it was in flight (breaks G1).
             #[cfg(coalescing_mutant = "ack_ignores_dirty")]

@@ -1,5 +1,5 @@
-//! A bounded, lock-free FIFO queue for hot paths where many threads report
-//! "done" to one sender.
+//! A bounded FIFO queue for hot paths where many threads report "done" to
+//! one sender, with a lock-free key store for plain-data keys.
 //!
 //! An offer of a key that is already pending is **coalesced** into the
 //! pending copy; other items **pass through** in order, in the same FIFO.
@@ -84,13 +84,58 @@
 //! * **G6 No leaked reservation.** Once everything is taken and every lease
 //!   acked, no key is pending and no slot is claimed. A dropped lease is a
 //!   nack: it never loses an entry and never pins a key.
-//! * **G7 No allocation per offer.** The ring and the key table are
-//!   allocated at full size when the queue is built.
+//! * **G7 No allocation after build.** The ring, the key table and the
+//!   waiters are allocated at full size when the queue is built; no offer,
+//!   take, lease or close allocates in them afterwards, full and churning
+//!   included. (A leased take hands out a clone of its key, which allocates
+//!   if the key owns memory.)
 //!
-//! The ring, the slot accounting and the close flag are lock-free atomics;
-//! the key table takes a short per-shard lock for one lookup, never held
-//! while waiting. Each pending key is stored once, in the table; the ring
-//! holds a 16-byte handle to it.
+//! # The two key stores
+//!
+//! Each pending key is stored once, in a fixed table of entries; the ring
+//! holds the entry's index. How the key sits in its entry is the queue's
+//! third type parameter:
+//!
+//! * **Compact** ([`CoalescingQueue<K, V, Compact>`](Compact), or
+//!   [`CompactQueue<K, V>`]), for keys that are plain data
+//!   ([`CompactKey`]: integers, `bool`, `char`, arrays and tuples of them,
+//!   or a struct of those with one line of [`compact_key!`]). The key is
+//!   packed into at most four atomic words. A duplicate offer of a queued
+//!   key is answered with loads alone (it writes no shared memory); a new
+//!   key, a take, an ack and a nack change the table with atomic
+//!   read-modify-writes and stores, never a lock. Two offers of *new* keys
+//!   with the same home bucket (a bucket is 8 entries) exclude each other
+//!   with the bucket's insert bit while one inserts: a few dozen
+//!   instructions, no user code, no allocation, no waiting inside; so an
+//!   offer of a new key is not strictly lock-free (it may spin on a bit
+//!   whose holder was preempted).
+//! * **General** (`CoalescingQueue<K, V>`, the default, or
+//!   `CoalescingQueue<K, V, S>` for a hasher `S`), for any
+//!   `Hash + Eq + Clone` key: a lock per entry, held for one comparison
+//!   (`K::eq`), one move or one clone.
+//!
+//! ```
+//! use coalescing_queue::{compact_key, CoalescingQueue, Compact, Offered};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq)]
+//! struct Done { id: u128, ts: u64, ok: bool, last: bool }
+//! compact_key!(Done { id: u128, ts: u64, ok: bool, last: bool });
+//!
+//! let compact = CoalescingQueue::<Done, String, Compact>::new(1024);
+//! let done = Done { id: 1, ts: 2, ok: true, last: false };
+//! assert_eq!(compact.try_offer_key(done), Ok(Offered::Enqueued));
+//! assert_eq!(compact.try_offer_key(done), Ok(Offered::Coalesced));
+//!
+//! let general = CoalescingQueue::<String, String>::new(1024);
+//! assert_eq!(general.try_offer_key("table 7".to_string()), Ok(Offered::Enqueued));
+//! ```
+//!
+//! What is lock-free, and what waits: in both stores the ring
+//! (`crossbeam_queue::ArrayQueue`), the slot accounting and the close flag
+//! are atomics, and a take finds its entry by index (no hash, no `Eq`).
+//! Blocking, timeout and async forms wait on `event_listener` events (their
+//! notify takes the event's lock only when someone waits). `stats()` reads
+//! every entry once, to find the oldest lease.
 //!
 //! The protocol behind these (the order of every step, and why) is in
 //! `DESIGN.md`; every race in it is model-checked with loom, and each rule

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 /// The hasher used when none is given: fast and randomly seeded.
 pub type DefaultHasher = foldhash::fast::RandomState;
 
-/// A bounded, lock-free FIFO of compact keys and pass-through items, in
-/// which an offer of a key that is already pending is coalesced into the
-/// pending copy.
+/// A bounded FIFO of compact keys and pass-through items, in which an offer
+/// of a key that is already pending is coalesced into the pending copy. The
+/// third type parameter picks the key store: a hasher (the general store)
+/// or [`Compact`] (the lock-free store for [`CompactKey`](crate::CompactKey)
+/// keys); see [the two key stores](crate#the-two-key-stores).
 ///
 /// See the [crate documentation](crate) for a guide and the guarantees.
 ///
@@ -97,7 +99,7 @@ where
 }
 
 /// The queue with the compact key store: `CompactQueue<K, V>` is
-/// `CoalescingQueue<K, V, Compact>`, for [`CompactKey`] keys.
+/// `CoalescingQueue<K, V, Compact>`, for [`CompactKey`](crate::CompactKey) keys.
 ///
 /// ```
 /// use coalescing_queue::{CompactQueue, Offered};
