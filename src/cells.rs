@@ -64,6 +64,13 @@ pub trait Cells<K> {
     /// emptied (the general store: the key owns memory).
     #[doc(hidden)]
     const CLEARS: bool;
+
+    /// `true` if a duplicate is looked for without the insert bit first (the
+    /// compact store, whose look writes nothing). The general store's look
+    /// takes entry locks anyway, so it goes straight to the locked path:
+    /// one scan instead of two for a new key.
+    #[doc(hidden)]
+    const OPTIMISTIC: bool;
 }
 
 /// The compact store's cells: each key packed into `W` atomic words.
@@ -88,11 +95,11 @@ impl<K: CompactKey, S> PackedCells<K, S> {
     #[inline(always)]
     fn load(&self, index: usize) -> [u64; MAX_WORDS] {
         let mut words = [0; MAX_WORDS];
-        let base = index * Self::W;
-        for (w, word) in words.iter_mut().enumerate().take(Self::W) {
+        let stored = &self.words[index * Self::W..][..Self::W];
+        for (word, stored) in words.iter_mut().zip(stored) {
             // Relaxed: ordered by the control word around it (a seqlock
             // read, or an owner's read after its Acquire of the entry).
-            *word = self.words[base + w].load(Ordering::Relaxed);
+            *word = stored.load(Ordering::Relaxed);
         }
         words
     }
@@ -101,6 +108,7 @@ impl<K: CompactKey, S> PackedCells<K, S> {
 impl<K: CompactKey, S: BuildHasher> Cells<K> for PackedCells<K, S> {
     type Probe = [u64; MAX_WORDS];
     const CLEARS: bool = false;
+    const OPTIMISTIC: bool = true;
 
     #[inline(always)]
     fn probe(&self, key: &K) -> (u64, Self::Probe) {
@@ -114,20 +122,21 @@ impl<K: CompactKey, S: BuildHasher> Cells<K> for PackedCells<K, S> {
 
     #[inline(always)]
     fn matches(&self, index: usize, _: &K, probe: &Self::Probe) -> bool {
-        let base = index * Self::W;
-        (0..Self::W).all(|w| {
+        let words = &self.words[index * Self::W..][..Self::W];
+        words
+            .iter()
+            .zip(probe)
             // Relaxed: a seqlock read, validated by the caller.
-            self.words[base + w].load(Ordering::Relaxed) == probe[w]
-        })
+            .all(|(word, want)| word.load(Ordering::Relaxed) == *want)
     }
 
     #[inline(always)]
     fn write(&self, index: usize, _: K, probe: &Self::Probe) {
-        let base = index * Self::W;
-        for (w, word) in probe.iter().enumerate().take(Self::W) {
+        let stored = &self.words[index * Self::W..][..Self::W];
+        for (stored, word) in stored.iter().zip(probe) {
             // Relaxed: published by the Release store of `Queued` that
             // follows, after the writer's Release fence (E2).
-            self.words[base + w].store(*word, Ordering::Relaxed);
+            stored.store(*word, Ordering::Relaxed);
         }
     }
 
@@ -175,6 +184,7 @@ impl<K, S> LockedCells<K, S> {
 impl<K: Hash + Eq + Clone, S: BuildHasher> Cells<K> for LockedCells<K, S> {
     type Probe = ();
     const CLEARS: bool = true;
+    const OPTIMISTIC: bool = false;
 
     #[inline(always)]
     fn probe(&self, key: &K) -> (u64, ()) {

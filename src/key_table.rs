@@ -187,11 +187,11 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     fn lookup(&self, key: &K, probe: &C::Probe, home: usize, tag: u8) -> Lookup {
         let mut bucket = home;
         for _ in 0..self.buckets.len() {
-            for slot in 0..BUCKET {
+            for (slot, word) in self.buckets[bucket].control.iter().enumerate() {
                 let index = bucket * BUCKET + slot;
                 // Acquire: pairs with the Release of E2, so the words read
                 // next are at least those published with this version.
-                let before = Control(self.control(index).load(Ordering::Acquire));
+                let before = Control(word.load(Ordering::Acquire));
                 if !before.is_pending_with(tag) {
                     continue;
                 }
@@ -202,7 +202,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 // writer (after E5 and E1), the load below sees that
                 // writer's E5 or later, with a new version.
                 fence(Ordering::Acquire);
-                let after = Control(self.control(index).load(Ordering::Relaxed));
+                let after = Control(word.load(Ordering::Relaxed));
                 // MUTANT: seqlock_no_recheck: the words are trusted without
                 // the second look at the version (breaks G1: a torn read of
                 // another key's words is taken for this key).
@@ -245,7 +245,10 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         }
         // The duplicate path: loads only, unless an in-flight copy is
         // marked dirty.
-        while let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) {
+        while C::OPTIMISTIC {
+            let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) else {
+                break;
+            };
             match self.absorb(index, found, requeue) {
                 Some(in_flight) => return Offer::Coalesced { in_flight },
                 // The copy changed under us (acked or nacked): look again.
@@ -259,8 +262,10 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     /// `found`. `None` if that copy changed before it could be marked dirty.
     #[inline(always)]
     fn absorb(&self, index: usize, found: Control, requeue: bool) -> Option<bool> {
+        if found.is(State::Queued) {
+            return Some(false);
+        }
         match found.state() {
-            State::Queued => Some(false),
             State::InFlight if requeue => {
                 // E4. AcqRel: against the ack's CAS (E5), which must see the
                 // mark if this wins, and fail it.
