@@ -179,9 +179,9 @@ fn main() {
     println!();
     println!("targets, crate:");
     println!(
-        "  <= 100 B per pending key:      {:.1} B  -> {}",
+        "  <= 80 B per pending key:       {:.1} B  -> {}",
         c.per_key,
-        verdict(c.per_key <= 100.0)
+        verdict(c.per_key <= 80.0)
     );
     println!(
         "  0 B added by 1M duplicates:    {} B  -> {}",
