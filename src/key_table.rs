@@ -245,14 +245,12 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         }
         // The duplicate path: loads only, unless an in-flight copy is
         // marked dirty.
-        while C::OPTIMISTIC {
-            let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) else {
-                break;
-            };
-            match self.absorb(index, found, requeue) {
-                Some(in_flight) => return Offer::Coalesced { in_flight },
+        if C::OPTIMISTIC {
+            while let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) {
+                if let Some(in_flight) = self.absorb(index, found, requeue) {
+                    return Offer::Coalesced { in_flight };
+                }
                 // The copy changed under us (acked or nacked): look again.
-                None => continue,
             }
         }
         self.insert(key, probe, home, tag, requeue, closed, claim)

@@ -8,7 +8,6 @@ use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
 use crate::key_store::KeyStore;
 use crate::queue::{CoalescingQueue, LeaseStart};
 use crate::wait::{self, Step};
-use core::future::Future;
 use std::time::{Duration, Instant};
 
 /// A take's result: the entry, the index its lease ends by (leased takes),
@@ -106,8 +105,8 @@ where
     /// q.offer_key(3).unwrap();
     /// assert_eq!(futures_lite::future::block_on(q.take_async()), Ok(Entry::Key(3)));
     /// ```
-    pub fn take_async(&self) -> impl Future<Output = Result<Entry<K, V>, TakeError>> + '_ {
-        async move { self.take_waiting(false).await.map(|(entry, ..)| entry) }
+    pub async fn take_async(&self) -> Result<Entry<K, V>, TakeError> {
+        self.take_waiting(false).await.map(|(entry, ..)| entry)
     }
 
     /// Waits for one entry, then gathers more until `max` entries or until

@@ -2,13 +2,14 @@
 //! queue and against a plain model (`VecDeque` + `HashMap`), comparing every
 //! return value, the observable state after every op, and the stats, the
 //! depth and the G6 counters at the end. Both in-flight policies,
-//! capacities 1 to 4.
+//! capacities 1 to 4, and both key stores: each test is instantiated once
+//! per store (modules `general` and `compact`, see `for_each_store!`).
 //!
-//! `MODEL_CASES` sets the number of cases (default 512).
+//! `MODEL_CASES` sets the number of cases per store (default 512).
 
 use coalescing_queue::{
-    CoalescingQueue, Entry, InFlightPolicy, Lease, OfferError, OfferTimeoutError, Offered,
-    TryOfferError, TryTakeError,
+    Builder, CoalescingQueue, Compact, DefaultHasher, Entry, InFlightPolicy, KeyStore, Lease,
+    OfferError, OfferTimeoutError, Offered, TryOfferError, TryTakeError,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -18,7 +19,9 @@ use std::time::Duration;
 type K = u8;
 type V = u16;
 type E = Entry<K, V>;
-type Q = CoalescingQueue<K, V>;
+/// The queue on key store `S`: a `BuildHasher` (the general store) or
+/// `Compact` (the compact store); `K` is a key of both.
+type Q<S> = CoalescingQueue<K, V, S>;
 
 /// Keys are drawn from `0..KEYS`, so duplicates are common.
 const KEYS: K = 4;
@@ -248,7 +251,11 @@ fn timeout_error<T>(error: TryOfferError<T>) -> OfferTimeoutError<T> {
 }
 
 /// Compares everything observable without changing anything.
-fn check_state(q: &Q, m: &Model, leases: &[Lease<'_, K, V>]) -> Result<(), TestCaseError> {
+fn check_state<S: KeyStore<K>>(
+    q: &Q<S>,
+    m: &Model,
+    leases: &[Lease<'_, K, V, S>],
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(q.len(), m.ring.len(), "len");
     prop_assert_eq!(q.is_empty(), m.ring.is_empty(), "is_empty");
     prop_assert_eq!(q.in_flight(), m.in_flight, "in_flight");
@@ -269,7 +276,7 @@ fn check_state(q: &Q, m: &Model, leases: &[Lease<'_, K, V>]) -> Result<(), TestC
     Ok(())
 }
 
-fn check_counts(q: &Q, m: &Model) -> Result<(), TestCaseError> {
+fn check_counts<S: KeyStore<K>>(q: &Q<S>, m: &Model) -> Result<(), TestCaseError> {
     let s = q.stats();
     let real = Counts {
         offered: s.offered,
@@ -291,11 +298,16 @@ fn check_counts(q: &Q, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run(capacity: usize, policy: InFlightPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
-    let q = Q::builder().capacity(capacity).in_flight(policy).build();
+/// Replays `ops` on a queue with key store `S` and on the model.
+fn run<S: KeyStore<K> + Default>(
+    capacity: usize,
+    policy: InFlightPolicy,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let q: Q<S> = Builder::new().capacity(capacity).in_flight(policy).build();
     let mut m = Model::new(capacity, policy);
     // The real leases, and in the model the entry each of them holds.
-    let mut leases: Vec<Lease<'_, K, V>> = Vec::new();
+    let mut leases: Vec<Lease<'_, K, V, S>> = Vec::new();
     let mut leased: Vec<E> = Vec::new();
 
     for op in ops {
@@ -437,6 +449,14 @@ fn run(capacity: usize, policy: InFlightPolicy, ops: &[Op]) -> Result<(), TestCa
     Ok(())
 }
 
+fn policy_of(drop_policy: bool) -> InFlightPolicy {
+    if drop_policy {
+        InFlightPolicy::Drop
+    } else {
+        InFlightPolicy::Requeue
+    }
+}
+
 fn cases() -> u32 {
     std::env::var("MODEL_CASES")
         .ok()
@@ -444,27 +464,44 @@ fn cases() -> u32 {
         .unwrap_or(512)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: cases(),
-        ..ProptestConfig::default()
-    })]
+/// Instantiates the model tests once per key store, each in a module named
+/// after its store, with `S` the store type.
+macro_rules! for_each_store {
+    ($($store:ident: $s:ty),+ $(,)?) => {$(
+        mod $store {
+            use super::*;
 
-    #[test]
-    fn matches_the_model(
-        capacity in 1usize..=4,
-        drop_policy in any::<bool>(),
-        ops in vec(op(), 1..80),
-    ) {
-        let policy = if drop_policy { InFlightPolicy::Drop } else { InFlightPolicy::Requeue };
-        run(capacity, policy, &ops)?;
-    }
+            type S = $s;
+
+            proptest! {
+                #![proptest_config(ProptestConfig {
+                    cases: cases(),
+                    ..ProptestConfig::default()
+                })]
+
+                #[test]
+                fn matches_the_model(
+                    capacity in 1usize..=4,
+                    drop_policy in any::<bool>(),
+                    ops in vec(op(), 1..80),
+                ) {
+                    run::<S>(capacity, policy_of(drop_policy), &ops)?;
+                }
+            }
+
+            #[test]
+            fn fixed_sequences_match_the_model() {
+                fixed_sequences::<S>();
+            }
+        }
+    )+};
 }
+
+for_each_store!(general: DefaultHasher, compact: Compact);
 
 /// Fixed sequences that exercise the lease rules, run through the same
 /// checker (so a model bug shows up even if proptest never draws them).
-#[test]
-fn fixed_sequences_match_the_model() {
+fn fixed_sequences<S: KeyStore<K> + Default>() {
     use Op::*;
     let sequences: Vec<Vec<Op>> = vec![
         vec![
@@ -502,7 +539,7 @@ fn fixed_sequences_match_the_model() {
     for policy in [InFlightPolicy::Requeue, InFlightPolicy::Drop] {
         for capacity in 1..=4 {
             for ops in &sequences {
-                run(capacity, policy, ops).unwrap();
+                run::<S>(capacity, policy, ops).unwrap();
             }
         }
     }

@@ -12,14 +12,19 @@
 //!
 //! Pass-through items ride along and must each be delivered (acked) exactly
 //! once, in producer order for each consumer (plain takes).
+//!
+//! Every test runs on both key stores: it is instantiated once per store,
+//! in the modules `general` and `compact` (see `for_each_store!`).
 
 mod common;
 
 use coalescing_queue::{
-    CoalescingQueue, Entry, InFlightPolicy, OfferTimeoutError, Offered, TryOfferError, TryTakeError,
+    Builder, CoalescingQueue, Compact, DefaultHasher, Entry, InFlightPolicy, KeyStore,
+    OfferTimeoutError, Offered, TryOfferError, TryTakeError,
 };
 use common::Watchdog;
 use futures_lite::future::block_on;
+use std::any::type_name;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::thread;
@@ -28,7 +33,19 @@ use std::time::{Duration, Instant};
 type K = u16;
 /// (producer, sequence number)
 type V = (u8, u64);
-type Q = CoalescingQueue<K, V>;
+/// The queue on key store `S`: a `BuildHasher` (the general store) or
+/// `Compact` (the compact store); `K` is a key of both.
+type Q<S> = CoalescingQueue<K, V, S>;
+
+/// What the tests need of a key store (the threaded ones also need
+/// `Q<S>: Sync`, which a trait bound cannot imply).
+trait Store: KeyStore<K> + Default {}
+
+impl<S: KeyStore<K> + Default> Store for S {}
+
+fn build<S: Store>(capacity: usize, policy: InFlightPolicy) -> Q<S> {
+    Builder::new().capacity(capacity).in_flight(policy).build()
+}
 
 const KEYS: usize = 64;
 const PRODUCERS: usize = 3;
@@ -103,7 +120,7 @@ impl Offers {
 /// Offers keys and items until `deadline`. Producer 0 blocks (`offer_key`,
 /// `offer`), producer 1 never waits (`try_*`), producer 2 waits with a
 /// timeout or asynchronously.
-fn produce(q: &Q, offers: &Offers, id: usize, deadline: Instant) {
+fn produce<S: Store>(q: &Q<S>, offers: &Offers, id: usize, deadline: Instant) {
     let mut rng = Rng::new(id as u64 + 17);
     let mut seq = 0u64;
     let mut accepted_items = Vec::new();
@@ -146,12 +163,15 @@ fn produce(q: &Q, offers: &Offers, id: usize, deadline: Instant) {
 
 /// Joins the producers, closes the queue and returns; the consumers then
 /// drain it.
-fn run_producers<'s>(
+fn run_producers<'s, S: Store>(
     s: &'s thread::Scope<'s, '_>,
-    q: &'s Q,
+    q: &'s Q<S>,
     offers: &'s Offers,
     deadline: Instant,
-) -> Vec<thread::ScopedJoinHandle<'s, ()>> {
+) -> Vec<thread::ScopedJoinHandle<'s, ()>>
+where
+    Q<S>: Sync,
+{
     (0..PRODUCERS)
         .map(|id| s.spawn(move || produce(q, offers, id, deadline)))
         .collect()
@@ -174,7 +194,7 @@ fn check_items(expected: &Offers, delivered: Vec<V>) {
     }
 }
 
-fn check_g3_g6(q: &Q, capacity: usize) {
+fn check_g3_g6<S: Store>(q: &Q<S>, capacity: usize) {
     assert_eq!(q.try_take(), Err(TryTakeError::Closed));
     assert_eq!(q.len(), 0);
     assert_eq!(q.in_flight(), 0);
@@ -199,9 +219,12 @@ struct Deliveries {
     last: Vec<AtomicU64>,
 }
 
-fn stress_plain(capacity: usize) {
+fn stress_plain<S: Store>(capacity: usize)
+where
+    Q<S>: Sync,
+{
     let _watchdog = Watchdog::new(duration() + Duration::from_secs(120), "stress_plain");
-    let q = Q::new(capacity);
+    let q = build::<S>(capacity, InFlightPolicy::Requeue);
     let offers = Offers::new();
     let deliveries = Deliveries {
         count: counters(KEYS),
@@ -310,17 +333,10 @@ fn stress_plain(capacity: usize) {
     check_items(&offers, delivered_items);
     check_g3_g6(&q, capacity);
     assert!(accepted_keys > 0, "the producers did nothing");
-    eprintln!("plain, capacity {capacity}: {stats:?}");
-}
-
-#[test]
-fn stress_plain_capacity_8() {
-    stress_plain(8);
-}
-
-#[test]
-fn stress_plain_capacity_64() {
-    stress_plain(64);
+    eprintln!(
+        "plain, {}, capacity {capacity}: {stats:?}",
+        type_name::<S>()
+    );
 }
 
 // ----- leases, with a flaky sender -----
@@ -380,7 +396,7 @@ impl Acks {
     }
 }
 
-fn consume_leased(q: &Q, offers: &Offers, acks: &Acks, id: u64) -> Vec<V> {
+fn consume_leased<S: Store>(q: &Q<S>, offers: &Offers, acks: &Acks, id: u64) -> Vec<V> {
     let mut rng = Rng::new(id + 1000);
     let mut items = Vec::new();
     loop {
@@ -431,9 +447,12 @@ fn consume_leased(q: &Q, offers: &Offers, acks: &Acks, id: u64) -> Vec<V> {
     items
 }
 
-fn stress_leased(capacity: usize, policy: InFlightPolicy) {
+fn stress_leased<S: Store>(capacity: usize, policy: InFlightPolicy)
+where
+    Q<S>: Sync,
+{
     let _watchdog = Watchdog::new(duration() + Duration::from_secs(120), "stress_leased");
-    let q = Q::builder().capacity(capacity).in_flight(policy).build();
+    let q = build::<S>(capacity, policy);
     let offers = Offers::new();
     let acks = Acks {
         count: counters(KEYS),
@@ -507,20 +526,49 @@ fn stress_leased(capacity: usize, policy: InFlightPolicy) {
     check_items(&offers, acked_items);
     check_g3_g6(&q, capacity);
     assert!(accepted_keys > 0, "the producers did nothing");
-    eprintln!("leased {policy:?}, capacity {capacity}: {stats:?}");
+    eprintln!(
+        "leased {policy:?}, {}, capacity {capacity}: {stats:?}",
+        type_name::<S>()
+    );
 }
 
-#[test]
-fn stress_leased_flaky_sender_capacity_8() {
-    stress_leased(8, InFlightPolicy::Requeue);
+// ----- the tests, once per key store -----
+
+/// Instantiates every stress test once per key store, each in a module
+/// named after its store, with `S` the store type.
+macro_rules! for_each_store {
+    ($($store:ident: $s:ty),+ $(,)?) => {$(
+        mod $store {
+            use super::*;
+
+            type S = $s;
+
+            #[test]
+            fn stress_plain_capacity_8() {
+                stress_plain::<S>(8);
+            }
+
+            #[test]
+            fn stress_plain_capacity_64() {
+                stress_plain::<S>(64);
+            }
+
+            #[test]
+            fn stress_leased_flaky_sender_capacity_8() {
+                stress_leased::<S>(8, InFlightPolicy::Requeue);
+            }
+
+            #[test]
+            fn stress_leased_flaky_sender_capacity_64() {
+                stress_leased::<S>(64, InFlightPolicy::Requeue);
+            }
+
+            #[test]
+            fn stress_leased_flaky_sender_drop_policy() {
+                stress_leased::<S>(8, InFlightPolicy::Drop);
+            }
+        }
+    )+};
 }
 
-#[test]
-fn stress_leased_flaky_sender_capacity_64() {
-    stress_leased(64, InFlightPolicy::Requeue);
-}
-
-#[test]
-fn stress_leased_flaky_sender_drop_policy() {
-    stress_leased(8, InFlightPolicy::Drop);
-}
+for_each_store!(general: DefaultHasher, compact: Compact);

@@ -52,7 +52,12 @@ pub struct Key {
 const _: () = assert!(core::mem::size_of::<Key>() == 32);
 
 // The one line the compact store asks of a key type.
-coalescing_queue::compact_key!(Key { id: u128, ts: u64, a: bool, b: bool });
+coalescing_queue::compact_key!(Key {
+    id: u128,
+    ts: u64,
+    a: bool,
+    b: bool
+});
 
 /// Key number `i`: id `0x9e3779b97f4a7c15 << 64 | i`, ts `i + 1000`.
 #[inline]

@@ -1,13 +1,15 @@
 //! The model and the replay loop shared by the fuzz targets.
 //!
-//! A run builds one `CoalescingQueue<u8, u32>` and a plain model of it (a
+//! A run builds a `CoalescingQueue<u8, u32, S>` and a plain model of it (a
 //! `VecDeque` for the ring, a `HashMap` key -> state for the key map, plain
 //! counters for the stats), applies the same operations to both from one
 //! thread, and compares every return value and, after every operation, the
 //! queue's observable state (`len`, `in_flight`, `is_full`, `is_closed`,
 //! `is_pending` of every key, `pending_keys`, `claimed_slots`, `stats()`).
 //! At the end it acks every lease still held, drains the queue and checks
-//! G6: no key is left pending and no slot is left claimed.
+//! G6: no key is left pending and no slot is left claimed. Each input is
+//! replayed twice, once per key store: `S` the default `BuildHasher` (the
+//! general store), then `Compact` (the compact store).
 //!
 //! Every operation used is one that cannot block given the model's state:
 //! the blocking forms (`offer_key`, `take`, `take_batch`) are only called
@@ -17,8 +19,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use coalescing_queue::{
-    CoalescingQueue, Entry, InFlightPolicy, Lease, LeaseBatch, OfferTimeoutError, Offered,
-    TakeTimeoutError, TryOfferError, TryTakeError,
+    Builder, CoalescingQueue, Compact, DefaultHasher, Entry, InFlightPolicy, KeyStore, Lease,
+    LeaseBatch, OfferTimeoutError, Offered, TakeTimeoutError, TryOfferError, TryTakeError,
 };
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -353,14 +355,14 @@ impl Model {
     }
 }
 
-/// The harness: the queue, the model, the leases held and a trace for
-/// failure messages.
-struct Harness<'q> {
-    q: &'q CoalescingQueue<u8, u32>,
+/// The harness: the queue (on key store `S`), the model, the leases held
+/// and a trace for failure messages.
+struct Harness<'q, S: KeyStore<u8>> {
+    q: &'q CoalescingQueue<u8, u32, S>,
     m: Model,
     key_space: u8,
     /// Leases held, with the entry the model says each holds.
-    held: Vec<(Lease<'q, u8, u32>, E)>,
+    held: Vec<(Lease<'q, u8, u32, S>, E)>,
     trace: String,
 }
 
@@ -385,7 +387,7 @@ macro_rules! check_eq {
     }};
 }
 
-impl<'q> Harness<'q> {
+impl<'q, S: KeyStore<u8>> Harness<'q, S> {
     fn note(&mut self, line: impl std::fmt::Display) {
         let _ = writeln!(self.trace, "  {line}");
     }
@@ -590,7 +592,7 @@ impl<'q> Harness<'q> {
         self.end_held(raw, how);
     }
 
-    fn hold(&mut self, got: Result<Lease<'q, u8, u32>, TryTakeError>, what: &str) {
+    fn hold(&mut self, got: Result<Lease<'q, u8, u32, S>, TryTakeError>, what: &str) {
         let want = self.m.take(true);
         match (got, want) {
             (Ok(lease), Ok(entry)) => {
@@ -608,7 +610,7 @@ impl<'q> Harness<'q> {
         }
     }
 
-    fn end_batch(&mut self, batch: LeaseBatch<'q, u8, u32>, entries: Vec<E>, end: BatchEnd) {
+    fn end_batch(&mut self, batch: LeaseBatch<'q, u8, u32, S>, entries: Vec<E>, end: BatchEnd) {
         match end {
             BatchEnd::Ack => {
                 batch.ack();
@@ -771,10 +773,23 @@ fn timeout_take_error(error: TakeTimeoutError) -> TryTakeError {
 }
 
 /// Replays `ops` on a queue of `capacity` with `policy`, keys taken modulo
-/// `key_space`, against the model; panics on the first difference, with the
-/// trace of the operations applied so far.
+/// `key_space`, against the model: once on the general key store, then
+/// once on the compact one. Panics on the first difference, with the store
+/// and the trace of the operations applied so far.
 pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, ops: &[Op]) {
-    let q = CoalescingQueue::<u8, u32>::builder()
+    run_on::<DefaultHasher>("general", capacity, policy, key_space, ops);
+    run_on::<Compact>("compact", capacity, policy, key_space, ops);
+}
+
+/// One replay of `run`, on key store `S` (named `store` in the trace).
+fn run_on<S: KeyStore<u8> + Default>(
+    store: &str,
+    capacity: usize,
+    policy: InFlightPolicy,
+    key_space: u8,
+    ops: &[Op],
+) {
+    let q = Builder::<u8, u32, S>::new()
         .capacity(capacity)
         .in_flight(policy)
         .build();
@@ -783,7 +798,7 @@ pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, ops: &[Op]) {
         m: Model::new(capacity, policy),
         key_space: key_space.max(1),
         held: Vec::new(),
-        trace: format!("queue: capacity {capacity}, {policy:?}; ops applied:\n"),
+        trace: format!("queue: {store} store, capacity {capacity}, {policy:?}; ops applied:\n"),
     };
     check_eq!(h, q.in_flight_policy(), policy, "in_flight_policy()");
     check_eq!(h, q.capacity(), capacity, "capacity()");
