@@ -6,7 +6,7 @@
 //! behaviour and, unlike the real type, is visible to loom, which then
 //! explores every interleaving of the protocol's steps around these
 //! operations. Only the methods the protocol uses exist here. (The key
-//! table needs no stand-in: it is built on the facade's `Mutex`.)
+//! table needs no stand-in: it is built on the facade's atomics and `Mutex`.)
 
 #[cfg(loom)]
 use loom::sync::Mutex;

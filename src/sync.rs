@@ -5,8 +5,9 @@
 //!
 //! * the real build uses `std` atomics and `Mutex`,
 //!   `crossbeam_queue::ArrayQueue` and `event_listener::Event`;
-//! * `--cfg loom` uses loom's atomics and `Mutex` (so the key table's shard
-//!   locks are model-checked as they are), `event_listener` built with its
+//! * `--cfg loom` uses loom's atomics and `Mutex` (so the key table's words,
+//!   bits and counts, and the general store's cell locks, are model-checked
+//!   as they are), `event_listener` built with its
 //!   `loom` feature, and the shim of [`crate::loom_shims`] for the ring.
 //!   Loom cannot see inside `ArrayQueue` (it uses core atomics); the ring is
 //!   linearizable, so a `loom::sync::Mutex` around a `VecDeque` models each
