@@ -70,7 +70,9 @@ pub struct Stats {
     pub in_flight: usize,
     /// The most slots ever claimed at once (queued + in flight).
     pub high_water_mark: usize,
-    /// How long the oldest lease still out has been out.
+    /// How long the oldest lease still out has been out, to the
+    /// millisecond. Lease start times are kept in 24 bits of milliseconds
+    /// since the queue was built, so an age wraps after about 4.66 hours.
     pub oldest_lease_age: Option<Duration>,
 }
 
