@@ -13,7 +13,7 @@
 //!
 //! The transitions, who makes them and how, are the table of DESIGN.md
 //! section 3 ("The key table's entry word"); `key_table.rs` cites them as
-//! E1-E9.
+//! E1-E7.
 
 /// What an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -119,7 +119,7 @@ impl Drop for InsertBit<'_> {
     fn drop(&mut self) {
         if let Some(bit) = self.bit {
             // Release: what this holder wrote (the published entry, a raised
-            // probe limit) is seen by the next holder's Acquire (T1, T2).
+            // overflow counts) is seen by the next holder's Acquire (T1, T2).
             bit.store(0, Ordering::Release);
         }
     }
