@@ -118,7 +118,7 @@ struct InsertBit<'a> {
 impl Drop for InsertBit<'_> {
     fn drop(&mut self) {
         if let Some(bit) = self.bit {
-            // Release: what this holder wrote (the published entry, a raised
+            // Release: what this holder wrote (the published entry, raised
             // overflow counts) is seen by the next holder's Acquire (T1, T2).
             bit.store(0, Ordering::Release);
         }
