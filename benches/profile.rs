@@ -77,7 +77,7 @@ fn run<D: Design>(workload: &str, n: u64) {
 /// one thread (ns per operation, best of 5 runs of `n`): evidence for where
 /// the time goes. `profile parts` runs it.
 fn parts(n: u64) {
-    use coalescing_queue::DefaultHasher;
+    use coalescing_queue::DefaultHashBuilder;
     use core::hash::BuildHasher;
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +97,7 @@ fn parts(n: u64) {
     }
     type E = coalescing_queue::Entry<baselines::Key, Box<baselines::Message>>;
 
-    let hasher = DefaultHasher::default();
+    let hasher = DefaultHashBuilder::default();
     time("foldhash of the 32-byte key", n, |i| {
         black_box(hasher.hash_one(black_box(key(i))));
     });
@@ -136,9 +136,9 @@ fn parts(n: u64) {
         black_box(ring.pop());
     });
     let set = Mutex::new(
-        HashSet::<baselines::Key, DefaultHasher>::with_capacity_and_hasher(
+        HashSet::<baselines::Key, DefaultHashBuilder>::with_capacity_and_hasher(
             1024,
-            DefaultHasher::default(),
+            DefaultHashBuilder::default(),
         ),
     );
     time(

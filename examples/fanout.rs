@@ -218,7 +218,7 @@ impl Pipe for Coalescing {
     }
 
     fn coalesced(&self) -> u64 {
-        self.queue.stats().coalesced()
+        self.queue.stats().coalesced
     }
 }
 

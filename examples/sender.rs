@@ -145,7 +145,7 @@ fn main() {
         .count();
     let stats = queue.stats();
     println!("offers               {:>8}", stats.offered);
-    println!("  coalesced          {:>8}", stats.coalesced());
+    println!("  coalesced          {:>8}", stats.coalesced);
     println!("  (into in-flight)   {:>8}", stats.coalesced_in_flight);
     println!("sends                {:>8}", transport.sends.load(SeqCst));
     println!("  failed (nacked)    {:>8}", failed.load(SeqCst));

@@ -111,7 +111,7 @@ fn queue<S: Store>(capacity: usize) -> Arc<Queue<S>> {
     Arc::new(
         CoalescingQueue::<u32, u32>::builder()
             .capacity(capacity)
-            .in_flight(InFlightPolicy::Requeue)
+            .in_flight_policy(InFlightPolicy::Requeue)
             .hasher(S::fixed())
             .build(),
     )

@@ -4,7 +4,7 @@ use crate::error::BuildError;
 use crate::key_store::KeyStore;
 use crate::occupancy::MAX_CAPACITY;
 use crate::policy::InFlightPolicy;
-use crate::queue::{CoalescingQueue, DefaultHasher};
+use crate::queue::{CoalescingQueue, DefaultHashBuilder};
 use core::fmt;
 use core::hash::Hash;
 use core::marker::PhantomData;
@@ -17,29 +17,29 @@ use core::marker::PhantomData;
 ///
 /// let q = CoalescingQueue::<[u8; 32], String>::builder()
 ///     .capacity(1 << 16)
-///     .in_flight(InFlightPolicy::Requeue)
+///     .in_flight_policy(InFlightPolicy::Requeue)
 ///     .hasher(RandomState::new())
 ///     .build();
 /// assert_eq!(q.capacity(), 1 << 16);
 /// ```
-pub struct Builder<K, V, S = DefaultHasher> {
+pub struct Builder<K, V, S = DefaultHashBuilder> {
     capacity: Option<usize>,
     policy: InFlightPolicy,
     hasher: S,
     _entries: PhantomData<fn() -> (K, V)>,
 }
 
-impl<K, V> CoalescingQueue<K, V, DefaultHasher>
+impl<K, V> CoalescingQueue<K, V, DefaultHashBuilder>
 where
     K: Hash + Eq + Clone,
 {
     /// A builder with no capacity set, `InFlightPolicy::Requeue` and the
     /// default hasher.
-    pub fn builder() -> Builder<K, V, DefaultHasher> {
+    pub fn builder() -> Builder<K, V, DefaultHashBuilder> {
         Builder {
             capacity: None,
             policy: InFlightPolicy::default(),
-            hasher: DefaultHasher::default(),
+            hasher: DefaultHashBuilder::default(),
             _entries: PhantomData,
         }
     }
@@ -59,7 +59,7 @@ where
     ///
     /// let q = Builder::<u64, String, Compact>::new()
     ///     .capacity(8)
-    ///     .in_flight(InFlightPolicy::Requeue)
+    ///     .in_flight_policy(InFlightPolicy::Requeue)
     ///     .build();
     /// assert_eq!(q.capacity(), 8);
     /// ```
@@ -93,9 +93,16 @@ where
     }
 
     /// What an offer of an in-flight key does; `Requeue` by default.
-    pub fn in_flight(mut self, policy: InFlightPolicy) -> Self {
+    pub fn in_flight_policy(mut self, policy: InFlightPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// The old name of [`in_flight_policy`](Self::in_flight_policy) (it read
+    /// like the queue's `in_flight()` count).
+    #[deprecated(since = "0.2.0", note = "renamed to `in_flight_policy`")]
+    pub fn in_flight(self, policy: InFlightPolicy) -> Self {
+        self.in_flight_policy(policy)
     }
 
     /// The hasher for the key table: a `BuildHasher` for the general store,
@@ -121,9 +128,9 @@ where
     ///
     /// let q = CoalescingQueue::<u32, String>::builder()
     ///     .capacity(8)
-    ///     .in_flight(InFlightPolicy::Drop)
+    ///     .in_flight_policy(InFlightPolicy::Absorb)
     ///     .build();
-    /// assert_eq!(q.in_flight_policy(), InFlightPolicy::Drop);
+    /// assert_eq!(q.in_flight_policy(), InFlightPolicy::Absorb);
     /// ```
     pub fn build(self) -> CoalescingQueue<K, V, S> {
         match self.try_build() {

@@ -1,6 +1,6 @@
 //! Which key store a queue uses: its third type parameter.
 //!
-//! * A [`BuildHasher`] (the default, [`DefaultHasher`](crate::DefaultHasher)):
+//! * A [`BuildHasher`] (the default, [`DefaultHashBuilder`](crate::DefaultHashBuilder)):
 //!   the general store, for any `Hash + Eq + Clone` key; a per-entry lock
 //!   for one comparison (`cells.rs`, `LockedCells`).
 //! * [`Compact<S>`]: the compact store, for [`CompactKey`] keys (plain
@@ -35,7 +35,7 @@ use core::hash::{BuildHasher, Hash};
 /// assert_eq!(q.try_offer_key(7), Ok(Offered::Coalesced));
 /// ```
 #[derive(Clone, Copy, Default)]
-pub struct Compact<S = crate::DefaultHasher>(pub S);
+pub struct Compact<S = crate::DefaultHashBuilder>(pub S);
 
 impl<S> fmt::Debug for Compact<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -184,15 +184,18 @@ mod gate;
 mod key_store;
 mod key_table;
 mod lease;
+mod lease_batch;
 #[cfg(loom)]
 mod loom_shims;
 mod occupancy;
 mod offer;
 mod policy;
+mod producer;
 mod queue;
 mod stats;
 mod sync;
 mod take;
+mod take_leased;
 mod thread_slot;
 mod wait;
 
@@ -205,9 +208,13 @@ pub use error::{
 };
 pub use gate::{ResendGate, ResendPermit};
 pub use key_store::{Compact, KeyStore};
-pub use lease::{Lease, LeaseBatch};
+pub use lease::{Lease, LeaseIn, OwnedLease, QueueHandle};
+pub use lease_batch::{LeaseBatch, LeaseBatchIn, OwnedLeaseBatch};
 pub use policy::InFlightPolicy;
-pub use queue::{CoalescingQueue, CompactQueue, DefaultHasher};
+pub use producer::Producer;
+#[allow(deprecated)]
+pub use queue::DefaultHasher;
+pub use queue::{CoalescingQueue, CompactQueue, DefaultHashBuilder};
 pub use stats::Stats;
 
 /// The README's example is compiled and run with the doc tests.

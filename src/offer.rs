@@ -1,4 +1,5 @@
-//! The offer forms: try, blocking, timeout and async, for keys and items.
+//! The offer forms: try, blocking, timeout, deadline and async, for keys
+//! and items.
 //!
 //! Each is a loop around one attempt from `queue.rs`; only the final outcome
 //! of a call is counted in the stats.
@@ -130,7 +131,42 @@ where
         key: K,
         timeout: Duration,
     ) -> Result<Offered, OfferTimeoutError<K>> {
-        let deadline = Instant::now().checked_add(timeout);
+        self.offer_key_until(key, Instant::now().checked_add(timeout))
+    }
+
+    /// Offers a key, blocking while the queue is full until `deadline`. A
+    /// deadline already past makes this a [`try_offer_key`](Self::try_offer_key)
+    /// (with the timeout error).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout(key)` if the queue stayed full; `Closed(key)` if it closed.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, OfferTimeoutError, Offered};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(1);
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(q.offer_key_deadline(1, deadline), Ok(Offered::Enqueued));
+    /// assert_eq!(q.offer_key_deadline(2, deadline), Err(OfferTimeoutError::Timeout(2)));
+    /// assert_eq!(q.offer_key_deadline(1, Instant::now()), Ok(Offered::Coalesced));
+    /// ```
+    pub fn offer_key_deadline(
+        &self,
+        key: K,
+        deadline: Instant,
+    ) -> Result<Offered, OfferTimeoutError<K>> {
+        self.offer_key_until(key, Some(deadline))
+    }
+
+    /// The timeout and deadline forms; `None`: no deadline (a timeout too
+    /// long to add to now).
+    fn offer_key_until(
+        &self,
+        key: K,
+        deadline: Option<Instant>,
+    ) -> Result<Offered, OfferTimeoutError<K>> {
         match self.offer_blocking(key, deadline, Self::attempt_offer_key) {
             Ok(offered) => Ok(offered),
             Err(Refused::Closed(key)) => Err(self.refused_closed(OfferTimeoutError::Closed(key))),
@@ -226,7 +262,32 @@ where
     /// assert_eq!(q.offer_timeout("b", t), Err(OfferTimeoutError::Timeout("b")));
     /// ```
     pub fn offer_timeout(&self, item: V, timeout: Duration) -> Result<(), OfferTimeoutError<V>> {
-        let deadline = Instant::now().checked_add(timeout);
+        self.offer_until(item, Instant::now().checked_add(timeout))
+    }
+
+    /// Offers a pass-through item, blocking while full until `deadline`. A
+    /// deadline already past makes this a [`try_offer`](Self::try_offer)
+    /// (with the timeout error).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout(item)` if the queue stayed full; `Closed(item)` if it closed.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, OfferTimeoutError};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = CoalescingQueue::<u32, &str>::new(1);
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(q.offer_deadline("a", deadline), Ok(()));
+    /// assert_eq!(q.offer_deadline("b", deadline), Err(OfferTimeoutError::Timeout("b")));
+    /// ```
+    pub fn offer_deadline(&self, item: V, deadline: Instant) -> Result<(), OfferTimeoutError<V>> {
+        self.offer_until(item, Some(deadline))
+    }
+
+    /// The timeout and deadline forms, as `offer_key_until`.
+    fn offer_until(&self, item: V, deadline: Option<Instant>) -> Result<(), OfferTimeoutError<V>> {
         match self.offer_blocking(item, deadline, Self::attempt_offer_item) {
             Ok(()) => Ok(()),
             Err(Refused::Closed(item)) => Err(self.refused_closed(OfferTimeoutError::Closed(item))),

@@ -8,7 +8,7 @@
 ///
 /// let q = CoalescingQueue::<u32, String>::builder()
 ///     .capacity(4)
-///     .in_flight(InFlightPolicy::Requeue)
+///     .in_flight_policy(InFlightPolicy::Requeue)
 ///     .build();
 /// q.offer_key(1).unwrap();
 /// let lease = q.try_take_leased().unwrap();
@@ -27,5 +27,13 @@ pub enum InFlightPolicy {
     /// The offer is absorbed by the copy in flight and nothing more is
     /// delivered for it. A receiver that needs the state as of the later
     /// offer will not get it; use only when any one delivery will do.
-    Drop,
+    Absorb,
+}
+
+impl InFlightPolicy {
+    /// The old name of [`Absorb`](Self::Absorb) (it read like the prelude's
+    /// `Drop` trait).
+    #[deprecated(since = "0.2.0", note = "renamed to `InFlightPolicy::Absorb`")]
+    #[allow(non_upper_case_globals)]
+    pub const Drop: Self = Self::Absorb;
 }

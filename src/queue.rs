@@ -9,15 +9,21 @@ use crate::key_table::{Ended, KeyTable, Offer};
 use crate::occupancy::{ClaimError, Occupancy, Snapshot};
 use crate::policy::InFlightPolicy;
 use crate::stats::{Counter, Counters, Stats};
-use crate::sync::{AtomicU8, Ordering, Ring};
+use crate::sync::{AtomicU8, AtomicUsize, Ordering, Ring};
 use crate::wait::{self, Signal, Step};
 use crate::TryTakeError;
 use core::fmt;
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
-/// The hasher used when none is given: fast and randomly seeded.
-pub type DefaultHasher = foldhash::fast::RandomState;
+/// The hash builder (a [`BuildHasher`](core::hash::BuildHasher)) used when
+/// none is given: fast and randomly seeded.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// The old name of [`DefaultHashBuilder`] (it is a `BuildHasher`, not a
+/// `Hasher` like `std`'s `DefaultHasher`).
+#[deprecated(since = "0.2.0", note = "renamed to `DefaultHashBuilder`")]
+pub type DefaultHasher = DefaultHashBuilder;
 
 /// A bounded FIFO of compact keys and pass-through items, in which an offer
 /// of a key that is already pending is coalesced into the pending copy. The
@@ -69,7 +75,7 @@ pub type DefaultHasher = foldhash::fast::RandomState;
 // * I6 A reservation is never rolled back: the slot is claimed under the
 //   key's home insert bit before the key is inserted, so an offer
 //   coalesced into a reservation can rely on the push that follows.
-pub struct CoalescingQueue<K, V, S = DefaultHasher>
+pub struct CoalescingQueue<K, V, S = DefaultHashBuilder>
 where
     S: KeyStore<K>,
 {
@@ -83,6 +89,12 @@ where
     /// occupancy word, whose line every claim writes. Set before the
     /// occupancy bit, so a claim that fails as closed implies it is set.
     closed: AtomicU8,
+    /// Calls of `close` so far: a `close_and_wait` returns when it changes
+    /// (another `close` interrupts the drain, as client-go's `ShutDown`
+    /// does during `ShutDownWithDrain`).
+    closes: AtomicUsize,
+    /// Live [`Producer`](crate::Producer) handles; the last one to go closes.
+    pub(crate) producers: AtomicUsize,
     /// Takers wait here: notified once per push, and all at once when the
     /// queue closes or becomes drained after close.
     pub(crate) not_empty: Signal,
@@ -108,7 +120,7 @@ where
 /// assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Enqueued));
 /// assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Coalesced));
 /// ```
-pub type CompactQueue<K, V, S = DefaultHasher> = CoalescingQueue<K, V, Compact<S>>;
+pub type CompactQueue<K, V, S = DefaultHashBuilder> = CoalescingQueue<K, V, Compact<S>>;
 
 /// One attempt to offer, before any waiting.
 pub(crate) enum Attempt<T, R> {
@@ -173,6 +185,8 @@ where
             keys: KeyTable::new(capacity, store.cells(capacity)),
             occupancy: CachePadded::new(Occupancy::new(capacity)),
             closed: AtomicU8::new(0),
+            closes: AtomicUsize::new(0),
+            producers: AtomicUsize::new(0),
             not_empty: Signal::new(),
             not_full: Signal::new(),
             finished: Signal::new(),
@@ -462,7 +476,9 @@ where
     /// Offers fail from now on with their value handed back (duplicates of
     /// pending keys too); blocked offerers wake and fail the same way. Takes
     /// go on returning what is queued, then report `Closed`. Leases still
-    /// ack and nack; a nacked entry is queued again and can be taken.
+    /// ack and nack; a nacked entry is queued again and can be taken. A
+    /// [`close_and_wait`](Self::close_and_wait) waiting meanwhile returns at
+    /// once (the drain is abandoned).
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, TryOfferError};
@@ -476,6 +492,22 @@ where
     /// assert!(q.take().is_err());
     /// ```
     pub fn close(&self) -> bool {
+        let closed_now = self.close_only();
+        // After the close: a `close_and_wait` that read the count before
+        // this increment is woken below and returns (its drain abandoned).
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        // MUTANT: close_keeps_drain_waiting: a later close does not wake a
+        // `close_and_wait`, which waits on for its drain.
+        #[cfg(not(coalescing_mutant = "close_keeps_drain_waiting"))]
+        if !closed_now {
+            self.finished.notify_all();
+        }
+        closed_now
+    }
+
+    /// `close` without interrupting a `close_and_wait`: what
+    /// `close_and_wait` itself and a last [`Producer`](crate::Producer) use.
+    pub(crate) fn close_only(&self) -> bool {
         // Release, before the occupancy bit: a claim refused by the bit
         // (Acquire) then sees the flag too, so `is_closed` agrees with
         // every refusal.
@@ -495,30 +527,72 @@ where
     /// Closes the queue, then waits until every queued entry has been taken
     /// and every lease has ended with an ack (a graceful drain that also
     /// covers work in flight). Returns `true` if that happened within
-    /// `timeout`, `false` if the timeout passed first.
+    /// `timeout`; `false` if the timeout passed first, or if
+    /// [`close`](Self::close) was called meanwhile (which abandons the
+    /// drain, as client-go's `ShutDown` does during `ShutDownWithDrain`).
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
-    /// use std::time::Duration;
+    /// use std::{sync::Arc, thread, time::Duration};
     ///
-    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
     /// q.offer_key(1).unwrap();
     /// let lease = q.try_take_leased().unwrap();
     /// assert!(!q.close_and_wait(Duration::from_millis(1))); // still in flight
     /// lease.ack();
     /// assert!(q.close_and_wait(Duration::from_millis(1)));
+    ///
+    /// // A close from elsewhere ends a drain that would take too long.
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    /// q.offer_key(1).unwrap();
+    /// let _stuck = q.try_take_leased_owned().unwrap();
+    /// let closer = { let q = q.clone(); thread::spawn(move || {
+    ///     thread::sleep(Duration::from_millis(10));
+    ///     q.close();
+    /// }) };
+    /// assert!(!q.close_and_wait(Duration::from_secs(3600))); // returns at the close
+    /// closer.join().unwrap();
     /// ```
     pub fn close_and_wait(&self, timeout: Duration) -> bool {
-        self.close();
+        // Read before closing: any `close` that overlaps this call ends it.
+        let closes = self.closes.load(Ordering::SeqCst);
+        self.close_only();
         let deadline = Instant::now().checked_add(timeout);
-        wait::block_on(&self.finished, deadline, (), |()| {
-            if self.occupancy.load().is_finished() {
-                Step::Done(())
-            } else {
-                Step::Retry(())
-            }
-        })
-        .is_ok()
+        wait::block_on(&self.finished, deadline, (), |()| self.drain_step(closes)).unwrap_or(false)
+    }
+
+    /// The async form of [`close_and_wait`](Self::close_and_wait), without
+    /// a timeout (wrap it in your runtime's timeout): `true` once drained,
+    /// `false` if [`close`](Self::close) was called meanwhile.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the waiting only; the queue stays closed.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// q.try_take_leased().unwrap().ack();
+    /// assert!(futures_lite::future::block_on(q.close_and_wait_async()));
+    /// ```
+    pub async fn close_and_wait_async(&self) -> bool {
+        let closes = self.closes.load(Ordering::SeqCst);
+        self.close_only();
+        wait::wait_async(&self.finished, (), |()| self.drain_step(closes)).await
+    }
+
+    /// One check of a drain: finished (`true`), abandoned by a `close`
+    /// since `closes` was read (`false`), or not yet.
+    fn drain_step(&self, closes: usize) -> Step<(), bool> {
+        if self.occupancy.load().is_finished() {
+            Step::Done(true)
+        } else if self.closes.load(Ordering::SeqCst) != closes {
+            Step::Done(false)
+        } else {
+            Step::Retry(())
+        }
     }
 
     /// `true` once [`close`](Self::close) has been called.

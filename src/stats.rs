@@ -32,7 +32,6 @@ use crossbeam_utils::CachePadded;
 /// assert_eq!(stats.offered, 3);
 /// assert_eq!(stats.enqueued, 2); // one key copy, one item
 /// assert_eq!(stats.coalesced, 1);
-/// assert_eq!(stats.coalesced(), 1);
 /// assert_eq!(stats.taken, 1);
 /// assert_eq!(stats.queued, 1);
 /// assert_eq!(stats.high_water_mark, 2);
@@ -45,7 +44,7 @@ pub struct Stats {
     /// Offers that put a new entry (a key copy or an item) into the queue.
     pub enqueued: u64,
     /// Key offers absorbed by a pending copy: `coalesced_queued +
-    /// coalesced_in_flight` (also given by [`Stats::coalesced`]).
+    /// coalesced_in_flight` .
     pub coalesced: u64,
     /// Key offers absorbed by a queued copy of the same key.
     pub coalesced_queued: u64,
@@ -77,7 +76,9 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// All coalesced key offers, into queued and in-flight copies.
+    /// All coalesced key offers, into queued and in-flight copies: the
+    /// `coalesced` field, which this method was kept beside by mistake.
+    #[deprecated(since = "0.2.0", note = "read the `coalesced` field")]
     pub fn coalesced(&self) -> u64 {
         self.coalesced_queued + self.coalesced_in_flight
     }

@@ -1,13 +1,17 @@
-//! The take forms: try, blocking, timeout, async and batch.
+//! The take forms: try, blocking, timeout, deadline, async and batch.
 //!
 //! Each loops around `attempt_take` from `queue.rs`; the leased forms in
-//! `lease.rs` use the same loops with `leased = true`.
+//! `take_leased.rs` use the same loops with `leased = true`.
 
 use crate::entry::Entry;
 use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
 use crate::key_store::KeyStore;
 use crate::queue::{CoalescingQueue, LeaseStart};
 use crate::wait::{self, Step};
+use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
+use core::task::Poll;
+use futures_timer::Delay;
 use std::time::{Duration, Instant};
 
 /// A take's result: the entry, the index its lease ends by (leased takes),
@@ -86,6 +90,29 @@ where
             .map(|(entry, ..)| entry)
     }
 
+    /// Takes the entry at the head, blocking until `deadline` at most. A
+    /// deadline already past makes this a [`try_take`](Self::try_take).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout` if nothing arrived in time; `Closed` if the queue is closed
+    /// and drained.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Entry, TakeTimeoutError};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(q.take_deadline(deadline), Err(TakeTimeoutError::Timeout));
+    /// q.offer_key(1).unwrap();
+    /// assert_eq!(q.take_deadline(deadline), Ok(Entry::Key(1))); // past: a try
+    /// ```
+    pub fn take_deadline(&self, deadline: Instant) -> Result<Entry<K, V>, TakeTimeoutError> {
+        self.take_blocking(false, Some(deadline))
+            .map(|(entry, ..)| entry)
+    }
+
     /// Takes the entry at the head, waiting asynchronously while empty.
     ///
     /// # Errors
@@ -132,7 +159,68 @@ where
     /// assert_eq!(q.take_batch(&mut batch, 10, Duration::ZERO), 0);
     /// ```
     pub fn take_batch(&self, out: &mut Vec<Entry<K, V>>, max: usize, linger: Duration) -> usize {
-        self.gather(out, None, max, linger).0
+        self.gather(out, None, max, linger, None).0
+    }
+
+    /// As [`take_batch`](Self::take_batch), waiting at most `timeout` for the
+    /// first entry; then lingers as `take_batch` does. Returns 0 if nothing
+    /// came in time, or (at once) if the queue is closed and drained.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(8);
+    /// let (linger, timeout) = (Duration::from_millis(1), Duration::from_millis(5));
+    /// let mut batch = Vec::new();
+    /// assert_eq!(q.take_batch_timeout(&mut batch, 10, linger, timeout), 0);
+    /// q.offer_key(1).unwrap();
+    /// assert_eq!(q.take_batch_timeout(&mut batch, 10, linger, timeout), 1);
+    /// ```
+    pub fn take_batch_timeout(
+        &self,
+        out: &mut Vec<Entry<K, V>>,
+        max: usize,
+        linger: Duration,
+        timeout: Duration,
+    ) -> usize {
+        let first_by = Instant::now().checked_add(timeout);
+        self.gather(out, None, max, linger, first_by).0
+    }
+
+    /// The async form of [`take_batch`](Self::take_batch): waits for one
+    /// entry, then gathers more until `max` entries or until `linger` has
+    /// passed since the first, appending them to `out`. Returns at least 1,
+    /// unless the queue is closed and drained (or `max` is 0), as tokio's
+    /// `recv_many`. Runtime-agnostic: the linger timer is `futures-timer`'s
+    /// (one small allocation per batch that has to wait for more).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: every entry taken is moved into `out` in the poll that
+    /// takes it, so dropping the future (say, in a `select!`) leaves in
+    /// `out` all it took, and loses nothing.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Entry};
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(8);
+    /// q.offer_key(1).unwrap();
+    /// q.offer_key(2).unwrap();
+    /// let mut batch = Vec::new();
+    /// let taken = futures_lite::future::block_on(
+    ///     q.take_batch_async(&mut batch, 10, Duration::from_millis(1)),
+    /// );
+    /// assert_eq!((taken, batch), (2, vec![Entry::Key(1), Entry::Key(2)]));
+    /// ```
+    pub async fn take_batch_async(
+        &self,
+        out: &mut Vec<Entry<K, V>>,
+        max: usize,
+        linger: Duration,
+    ) -> usize {
+        self.gather_async(out, None, max, linger).await.0
     }
 
     // ----- shared loops, also used by the leased forms -----
@@ -162,11 +250,51 @@ where
         }
     }
 
-    /// The batch take: waits for one entry, then gathers up to `max` for
-    /// at most `linger`, appending to `out` (and, for a leased batch, the
-    /// leases' indexes to `indexes`). Returns how many, and when the
-    /// batch's lease started.
+    /// The batch take: waits for one entry (until `first_by`, if given),
+    /// then gathers up to `max` for at most `linger`, appending to `out`
+    /// (and, for a leased batch, the leases' indexes to `indexes`). Returns
+    /// how many, and when the batch's lease started.
     pub(crate) fn gather(
+        &self,
+        out: &mut Vec<Entry<K, V>>,
+        mut indexes: Option<&mut Vec<u32>>,
+        max: usize,
+        linger: Duration,
+        first_by: Option<Instant>,
+    ) -> (usize, Option<LeaseStart>) {
+        if max == 0 {
+            return (0, None);
+        }
+        let leased = indexes.is_some();
+        let Ok(first) = self.take_blocking(leased, first_by) else {
+            return (0, None);
+        };
+        let start = first.2;
+        self.keep_first(out, indexes.as_deref_mut(), max, first);
+        let linger_until = Instant::now().checked_add(linger);
+        let mut taken = 1;
+        while taken < max {
+            // Whatever is queued now, in one step; then wait for more.
+            match self.attempt_take_many(start, max - taken, out, indexes.as_deref_mut()) {
+                Ok(more) => taken += more,
+                Err(TryTakeError::Closed) => break,
+                Err(TryTakeError::Empty) if linger.is_zero() => break,
+                Err(TryTakeError::Empty) => match self.take_blocking(leased, linger_until) {
+                    Ok(one) => {
+                        keep(out, indexes.as_deref_mut(), one);
+                        taken += 1;
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+        (taken, start)
+    }
+
+    /// The async batch take: as [`gather`](Self::gather) without a limit
+    /// on the first wait, lingering on a timer. Each entry is in `out`
+    /// before the next await, which is what makes it cancel-safe.
+    pub(crate) async fn gather_async(
         &self,
         out: &mut Vec<Entry<K, V>>,
         mut indexes: Option<&mut Vec<u32>>,
@@ -177,37 +305,79 @@ where
             return (0, None);
         }
         let leased = indexes.is_some();
-        let Ok((first, index, start)) = self.take_blocking(leased, None) else {
+        let Ok(first) = self.take_waiting(leased).await else {
             return (0, None);
         };
-        // Bounded by the capacity so that a huge `max` cannot over-allocate.
-        let room = max.min(self.capacity());
-        out.reserve(room);
-        out.push(first);
-        if let Some(indexes) = indexes.as_deref_mut() {
-            indexes.reserve(room);
-            indexes.push(index);
-        }
-        let deadline = Instant::now().checked_add(linger);
+        let start = first.2;
+        self.keep_first(out, indexes.as_deref_mut(), max, first);
+        let linger_until = Instant::now().checked_add(linger);
+        // Made at the first wait only: a batch that fills at once needs none.
+        let mut timer = None;
         let mut taken = 1;
         while taken < max {
-            // Whatever is queued now, in one step; then wait for more.
             match self.attempt_take_many(start, max - taken, out, indexes.as_deref_mut()) {
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
-                Err(TryTakeError::Empty) => match self.take_blocking(leased, deadline) {
-                    Ok((entry, index, _)) => {
-                        out.push(entry);
-                        if let Some(indexes) = indexes.as_deref_mut() {
-                            indexes.push(index);
+                Err(TryTakeError::Empty) => {
+                    let one = match linger_until {
+                        // A linger too long to add to now: no timer.
+                        None => self.take_waiting(leased).await.ok(),
+                        Some(until) => {
+                            let timer = timer.get_or_insert_with(|| {
+                                Delay::new(until.saturating_duration_since(Instant::now()))
+                            });
+                            self.take_before(leased, timer).await
                         }
-                        taken += 1;
-                    }
-                    Err(_) => break,
-                },
+                    };
+                    let Some(one) = one else { break };
+                    keep(out, indexes.as_deref_mut(), one);
+                    taken += 1;
+                }
             }
         }
         (taken, start)
+    }
+
+    /// Waits for one entry until `timer` fires; `None` if it fired first or
+    /// the queue is closed and drained. The take is polled first, so an
+    /// entry that is there when the timer fires is still taken; a take
+    /// dropped because the timer fired had taken nothing (`take_waiting`
+    /// is cancel-safe).
+    async fn take_before(&self, leased: bool, timer: &mut Delay) -> Option<Taken<K, V>> {
+        let mut take = pin!(self.take_waiting(leased));
+        poll_fn(|cx| {
+            if let Poll::Ready(taken) = take.as_mut().poll(cx) {
+                return Poll::Ready(taken.ok());
+            }
+            Pin::new(&mut *timer).poll(cx).map(|()| None)
+        })
+        .await
+    }
+
+    /// Room for the batch (bounded by the capacity, so that a huge `max`
+    /// cannot over-allocate), and its first entry.
+    fn keep_first(
+        &self,
+        out: &mut Vec<Entry<K, V>>,
+        mut indexes: Option<&mut Vec<u32>>,
+        max: usize,
+        first: Taken<K, V>,
+    ) {
+        let room = max.min(self.capacity());
+        out.reserve(room);
+        if let Some(indexes) = indexes.as_deref_mut() {
+            indexes.reserve(room);
+        }
+        keep(out, indexes, first);
+    }
+}
+
+/// Appends a taken entry to a batch (and its lease's index, if leased).
+fn keep<K, V>(out: &mut Vec<Entry<K, V>>, indexes: Option<&mut Vec<u32>>, taken: Taken<K, V>) {
+    let (entry, index, _) = taken;
+    out.push(entry);
+    if let Some(indexes) = indexes {
+        indexes.push(index);
     }
 }

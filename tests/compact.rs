@@ -313,10 +313,10 @@ fn leases_ack_nack_and_drop() {
 /// `Drop` the ack ends it.
 #[test]
 fn offers_absorbed_in_flight() {
-    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Drop] {
+    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Absorb] {
         let q = Builder::<Done, u32, Compact>::new()
             .capacity(4)
-            .in_flight(policy)
+            .in_flight_policy(policy)
             .build();
         let requeue = policy == InFlightPolicy::Requeue;
         let (a, b) = (done(20), done(21));

@@ -51,7 +51,10 @@ fn drain(q: &Q) -> Vec<Entry<u32, String>> {
 }
 
 fn with_policy(capacity: usize, policy: InFlightPolicy) -> Q {
-    Q::builder().capacity(capacity).in_flight(policy).build()
+    Q::builder()
+        .capacity(capacity)
+        .in_flight_policy(policy)
+        .build()
 }
 
 fn assert_no_leak(q: &Q) {
@@ -471,7 +474,7 @@ fn requeue_with_plain_take_after_dirty_ack() {
 
 #[test]
 fn drop_policy_absorbs_reoffers_while_in_flight() {
-    let q = with_policy(4, InFlightPolicy::Drop);
+    let q = with_policy(4, InFlightPolicy::Absorb);
     q.try_offer_key(1).unwrap();
     let lease = q.try_take_leased().unwrap();
     for _ in 0..3 {
@@ -729,7 +732,7 @@ fn lease_stats() {
 
 #[test]
 fn nothing_is_leaked_after_everything_is_acked() {
-    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Drop] {
+    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Absorb] {
         let q = with_policy(8, policy);
         let mut round = 0u32;
         for k in 0..6 {

@@ -55,8 +55,8 @@
 //! counts.
 
 use coalescing_queue::{
-    CoalescingQueue, DefaultHasher, Entry, Lease, OfferError, Offered, TakeError, TryOfferError,
-    TryTakeError,
+    CoalescingQueue, DefaultHashBuilder, Entry, Lease, OfferError, Offered, TakeError,
+    TryOfferError, TryTakeError,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -248,7 +248,7 @@ const KEY_LEN: usize = 24;
 
 impl Keys for Strings {
     type K = String;
-    type S = DefaultHasher;
+    type S = DefaultHashBuilder;
     const NAME: &'static str = "String";
     const CLONE_ALLOCS: u64 = 1;
     const CLONE_SIZE: usize = KEY_LEN;

@@ -8,7 +8,7 @@
 //! `MODEL_CASES` sets the number of cases per store (default 512).
 
 use coalescing_queue::{
-    Builder, CoalescingQueue, Compact, DefaultHasher, Entry, InFlightPolicy, KeyStore, Lease,
+    Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
     OfferError, OfferTimeoutError, Offered, TryOfferError, TryTakeError,
 };
 use proptest::collection::vec;
@@ -304,7 +304,10 @@ fn run<S: KeyStore<K> + Default>(
     policy: InFlightPolicy,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
-    let q: Q<S> = Builder::new().capacity(capacity).in_flight(policy).build();
+    let q: Q<S> = Builder::new()
+        .capacity(capacity)
+        .in_flight_policy(policy)
+        .build();
     let mut m = Model::new(capacity, policy);
     // The real leases, and in the model the entry each of them holds.
     let mut leases: Vec<Lease<'_, K, V, S>> = Vec::new();
@@ -451,7 +454,7 @@ fn run<S: KeyStore<K> + Default>(
 
 fn policy_of(drop_policy: bool) -> InFlightPolicy {
     if drop_policy {
-        InFlightPolicy::Drop
+        InFlightPolicy::Absorb
     } else {
         InFlightPolicy::Requeue
     }
@@ -497,7 +500,7 @@ macro_rules! for_each_store {
     )+};
 }
 
-for_each_store!(general: DefaultHasher, compact: Compact);
+for_each_store!(general: DefaultHashBuilder, compact: Compact);
 
 /// Fixed sequences that exercise the lease rules, run through the same
 /// checker (so a model bug shows up even if proptest never draws them).
@@ -536,7 +539,7 @@ fn fixed_sequences<S: KeyStore<K> + Default>() {
             TakeBatch(3),
         ],
     ];
-    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Drop] {
+    for policy in [InFlightPolicy::Requeue, InFlightPolicy::Absorb] {
         for capacity in 1..=4 {
             for ops in &sequences {
                 run::<S>(capacity, policy, ops).unwrap();

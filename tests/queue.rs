@@ -113,11 +113,11 @@ fn capacity() {
     assert_eq!(q.in_flight_policy(), InFlightPolicy::Requeue);
     let q = CoalescingQueue::<u32, String>::builder()
         .capacity(5)
-        .in_flight(InFlightPolicy::Drop)
+        .in_flight_policy(InFlightPolicy::Absorb)
         .hasher(std::collections::hash_map::RandomState::new())
         .build();
     assert_eq!(q.capacity(), 5);
-    assert_eq!(q.in_flight_policy(), InFlightPolicy::Drop);
+    assert_eq!(q.in_flight_policy(), InFlightPolicy::Absorb);
     assert_eq!(q.try_offer_key(1), Ok(Offered::Enqueued));
     assert_eq!(q.try_offer_key(1), Ok(Offered::Coalesced));
 }
@@ -1258,7 +1258,7 @@ fn stats_count_every_outcome() {
     assert_eq!(s.enqueued, 3);
     assert_eq!(s.coalesced_queued, 1);
     assert_eq!(s.coalesced_in_flight, 2);
-    assert_eq!(s.coalesced(), 3);
+    assert_eq!(s.coalesced, 3);
     assert_eq!(s.full_rejections, 2);
     assert_eq!(s.closed_rejections, 2);
     assert_eq!(s.offered, 3 + 3 + 2 + 2);

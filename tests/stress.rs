@@ -19,7 +19,7 @@
 mod common;
 
 use coalescing_queue::{
-    Builder, CoalescingQueue, Compact, DefaultHasher, Entry, InFlightPolicy, KeyStore,
+    Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore,
     OfferTimeoutError, Offered, TryOfferError, TryTakeError,
 };
 use common::Watchdog;
@@ -44,7 +44,10 @@ trait Store: KeyStore<K> + Default {}
 impl<S: KeyStore<K> + Default> Store for S {}
 
 fn build<S: Store>(capacity: usize, policy: InFlightPolicy) -> Q<S> {
-    Builder::new().capacity(capacity).in_flight(policy).build()
+    Builder::new()
+        .capacity(capacity)
+        .in_flight_policy(policy)
+        .build()
 }
 
 const KEYS: usize = 64;
@@ -502,7 +505,7 @@ where
                 assert!(acked > taken);
             }
         }
-        if policy == InFlightPolicy::Drop {
+        if policy == InFlightPolicy::Absorb {
             // Every copy is acked exactly once; nothing else is queued.
             assert_eq!(count, enqueued, "key {k}: acked vs enqueued (Drop)");
         } else {
@@ -516,7 +519,7 @@ where
     }
     // Each acked delivery is a copy that was enqueued or requeued dirty.
     assert_eq!(acked_keys, enqueued_keys + stats.requeued_dirty);
-    if policy == InFlightPolicy::Drop {
+    if policy == InFlightPolicy::Absorb {
         assert_eq!(stats.requeued_dirty, 0);
     }
     assert_eq!(stats.acked, acks.acked_entries.load(SeqCst));
@@ -565,10 +568,10 @@ macro_rules! for_each_store {
 
             #[test]
             fn stress_leased_flaky_sender_drop_policy() {
-                stress_leased::<S>(8, InFlightPolicy::Drop);
+                stress_leased::<S>(8, InFlightPolicy::Absorb);
             }
         }
     )+};
 }
 
-for_each_store!(general: DefaultHasher, compact: Compact);
+for_each_store!(general: DefaultHashBuilder, compact: Compact);

@@ -2,7 +2,7 @@
 //! behind one small trait so that every workload runs the same code on each.
 //!
 //! All of them use the crate's key type and the crate's default hasher
-//! (`coalescing_queue::DefaultHasher`, i.e. `foldhash::fast::RandomState`):
+//! (`coalescing_queue::DefaultHashBuilder`, i.e. `foldhash::fast::RandomState`):
 //!
 //! * `crate`   - `CoalescingQueue<Key, Box<Message>, Compact>` (try forms,
 //!   `take_batch`, and the leased forms through `Leased`): the compact key
@@ -30,7 +30,7 @@
 //! This file is shared by `benches/queues.rs` and `examples/memory.rs`.
 #![allow(dead_code)]
 
-use coalescing_queue::{CoalescingQueue, DefaultHasher, Entry, Offered};
+use coalescing_queue::{CoalescingQueue, DefaultHashBuilder, Entry, Offered};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use crossbeam_queue::ArrayQueue;
 use dashmap::mapref::entry::Entry as MapEntry;
@@ -143,7 +143,7 @@ macro_rules! crate_design {
             type Out = Entry<Key, Box<Message>>;
 
             fn with_capacity(capacity: usize) -> Self {
-                // `new` uses `DefaultHasher` = foldhash::fast::RandomState.
+                // `new` uses `DefaultHashBuilder` = foldhash::fast::RandomState.
                 $design(<$queue>::new(capacity))
             }
             #[inline]
@@ -253,7 +253,7 @@ impl Design for Raw {
 // ----- Mutex<(VecDeque, HashSet)>: what a user writes by hand -----
 
 pub struct MutexQ {
-    inner: Mutex<(VecDeque<Key>, HashSet<Key, DefaultHasher>)>,
+    inner: Mutex<(VecDeque<Key>, HashSet<Key, DefaultHashBuilder>)>,
     capacity: usize,
 }
 
@@ -267,7 +267,7 @@ impl Design for MutexQ {
         MutexQ {
             inner: Mutex::new((
                 VecDeque::with_capacity(capacity),
-                HashSet::with_capacity_and_hasher(capacity, DefaultHasher::default()),
+                HashSet::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
             )),
             capacity,
         }
@@ -321,7 +321,7 @@ impl Design for MutexQ {
 pub struct Ported {
     tx: Sender<Key>,
     rx: Receiver<Key>,
-    set: Mutex<HashSet<Key, DefaultHasher>>,
+    set: Mutex<HashSet<Key, DefaultHashBuilder>>,
 }
 
 impl Design for Ported {
@@ -337,7 +337,7 @@ impl Design for Ported {
             rx,
             set: Mutex::new(HashSet::with_capacity_and_hasher(
                 capacity,
-                DefaultHasher::default(),
+                DefaultHashBuilder::default(),
             )),
         }
     }
@@ -398,7 +398,7 @@ impl Design for Ported {
 
 pub struct Dash {
     ring: ArrayQueue<Key>,
-    map: DashMap<Key, (), DefaultHasher>,
+    map: DashMap<Key, (), DefaultHashBuilder>,
     /// Claimed slots: queued, being pushed, or popped and not yet removed.
     slots: AtomicUsize,
     capacity: usize,
@@ -435,7 +435,7 @@ impl Design for Dash {
     fn with_capacity(capacity: usize) -> Self {
         Dash {
             ring: ArrayQueue::new(capacity),
-            map: DashMap::with_capacity_and_hasher(capacity, DefaultHasher::default()),
+            map: DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
             slots: AtomicUsize::new(0),
             capacity,
         }

@@ -19,7 +19,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use coalescing_queue::{
-    Builder, CoalescingQueue, Compact, DefaultHasher, Entry, InFlightPolicy, KeyStore, Lease,
+    Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
     LeaseBatch, OfferTimeoutError, Offered, TakeTimeoutError, TryOfferError, TryTakeError,
 };
 use std::collections::{HashMap, VecDeque};
@@ -87,7 +87,7 @@ pub enum Op {
 pub struct Input {
     /// Capacity is `1 + capacity % 8`.
     pub capacity: u8,
-    /// `InFlightPolicy::Drop` when set, else `Requeue`.
+    /// `InFlightPolicy::Absorb` when set, else `Requeue`.
     pub drop_policy: bool,
     /// The operations, in order.
     pub ops: Vec<Op>,
@@ -149,7 +149,7 @@ pub fn lease_weighted(data: &[u8]) -> arbitrary::Result<(usize, InFlightPolicy, 
 /// The policy a flag stands for.
 pub fn policy_of(drop_policy: bool) -> InFlightPolicy {
     if drop_policy {
-        InFlightPolicy::Drop
+        InFlightPolicy::Absorb
     } else {
         InFlightPolicy::Requeue
     }
@@ -777,7 +777,7 @@ fn timeout_take_error(error: TakeTimeoutError) -> TryTakeError {
 /// once on the compact one. Panics on the first difference, with the store
 /// and the trace of the operations applied so far.
 pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, ops: &[Op]) {
-    run_on::<DefaultHasher>("general", capacity, policy, key_space, ops);
+    run_on::<DefaultHashBuilder>("general", capacity, policy, key_space, ops);
     run_on::<Compact>("compact", capacity, policy, key_space, ops);
 }
 
@@ -791,7 +791,7 @@ fn run_on<S: KeyStore<u8> + Default>(
 ) {
     let q = Builder::<u8, u32, S>::new()
         .capacity(capacity)
-        .in_flight(policy)
+        .in_flight_policy(policy)
         .build();
     let mut h = Harness {
         q: &q,

@@ -39,7 +39,7 @@ pub fn queue(capacity: usize) -> Shared {
     loom::sync::Arc::new(
         CoalescingQueue::builder()
             .capacity(capacity)
-            .in_flight(InFlightPolicy::Requeue)
+            .in_flight_policy(InFlightPolicy::Requeue)
             .hasher(store)
             .build(),
     )

@@ -1,0 +1,173 @@
+//! Leased batches: entries taken together, one lease each, ended together
+//! or split into single leases. The per-entry logic is the queue's
+//! `end_lease`, as for a single [`LeaseIn`].
+
+use crate::entry::Entry;
+use crate::lease::{EntryOf, LeaseIn, QueueHandle};
+use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd};
+use core::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A leased batch that borrows its queue: what
+/// [`take_batch_leased`](CoalescingQueue::take_batch_leased) and its
+/// timeout and async forms return. See [`LeaseBatchIn`] for its methods.
+pub type LeaseBatch<'q, K, V, S = DefaultHashBuilder> = LeaseBatchIn<&'q CoalescingQueue<K, V, S>>;
+
+/// A leased batch that holds an `Arc` of its queue: `'static`, and `Send`
+/// when the queue is, so it can move into a spawned send task. Made by
+/// [`take_batch_leased_owned_async`](CoalescingQueue::take_batch_leased_owned_async);
+/// see [`LeaseBatchIn`] for its methods.
+pub type OwnedLeaseBatch<K, V, S = DefaultHashBuilder> =
+    LeaseBatchIn<Arc<CoalescingQueue<K, V, S>>>;
+
+/// Entries taken together with one lease each, ended together with
+/// [`ack`](LeaseBatchIn::ack) or [`nack`](LeaseBatchIn::nack), or one by one
+/// after [`into_leases`](LeaseBatchIn::into_leases). Dropping it nacks every
+/// entry still in it, in order. Used as [`LeaseBatch`] (borrowing the
+/// queue) or [`OwnedLeaseBatch`] (holding an `Arc` of it).
+///
+/// ```
+/// use coalescing_queue::{CoalescingQueue, Entry};
+/// use std::time::Duration;
+///
+/// let q = CoalescingQueue::<u32, String>::new(8);
+/// for key in 1..=3 {
+///     q.offer_key(key).unwrap();
+/// }
+/// let batch = q.take_batch_leased(10, Duration::ZERO);
+/// assert_eq!(batch.len(), 3);
+/// assert_eq!(batch.iter().filter_map(Entry::key).sum::<u32>(), 6);
+/// batch.nack(); // all three queued again, in order
+///
+/// let batch = q.take_batch_leased(10, Duration::ZERO);
+/// assert_eq!(batch.entries(), [Entry::Key(1), Entry::Key(2), Entry::Key(3)]);
+/// batch.ack();
+/// assert_eq!(q.in_flight(), 0);
+/// ```
+///
+/// A batch left unused is a warning (dropping it at once nacks it all):
+///
+/// ```compile_fail
+/// # #![deny(warnings)]
+/// # let q = coalescing_queue::CoalescingQueue::<u32, String>::new(4);
+/// q.take_batch_leased(8, std::time::Duration::ZERO); // error: unused `LeaseBatchIn`
+/// ```
+#[must_use = "dropping a leased batch nacks every entry in it"]
+pub struct LeaseBatchIn<Q: QueueHandle> {
+    pub(crate) queue: Q,
+    pub(crate) entries: Vec<EntryOf<Q>>,
+    /// `indexes[i]`: where the lease of `entries[i]` ends.
+    pub(crate) indexes: Vec<u32>,
+    pub(crate) started: Instant,
+}
+
+impl<Q: QueueHandle> LeaseBatchIn<Q> {
+    /// An empty batch, to be filled by a batch take.
+    pub(crate) fn empty(queue: Q) -> Self {
+        Self {
+            queue,
+            entries: Vec::new(),
+            indexes: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The number of entries leased.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// `true` only when the queue was closed and drained (or, for the
+    /// timeout form, nothing came in time).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The leased entries, in the order they were taken.
+    pub fn iter(&self) -> core::slice::Iter<'_, EntryOf<Q>> {
+        self.entries.iter()
+    }
+
+    /// The leased entries, in the order they were taken.
+    pub fn entries(&self) -> &[EntryOf<Q>] {
+        &self.entries
+    }
+
+    /// How long ago the batch was taken.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Every entry was delivered; see [`LeaseIn::ack`].
+    pub fn ack(mut self) {
+        self.end_all(LeaseEnd::Ack);
+    }
+
+    /// No entry was delivered: all are queued again, in order; see
+    /// [`LeaseIn::nack`].
+    pub fn nack(mut self) {
+        self.end_all(LeaseEnd::Nack);
+    }
+
+    /// Splits the batch into one lease per entry, to end them one by one
+    /// (say, when a transport reports a result per entry). Owned batches
+    /// give owned leases.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(8);
+    /// q.offer_key(1).unwrap();
+    /// q.offer_key(2).unwrap();
+    /// let mut leases = q.take_batch_leased(2, Duration::ZERO).into_leases();
+    /// leases.pop().unwrap().nack(); // key 2 failed
+    /// leases.pop().unwrap().ack(); // key 1 went out
+    /// assert_eq!(q.len(), 1);
+    /// ```
+    pub fn into_leases(mut self) -> Vec<LeaseIn<Q>> {
+        let entries = core::mem::take(&mut self.entries);
+        let indexes = core::mem::take(&mut self.indexes);
+        entries
+            .into_iter()
+            .zip(indexes)
+            .map(|(entry, index)| LeaseIn::starting(self.queue.clone(), entry, index, self.started))
+            .collect()
+    }
+
+    fn end_all(&mut self, end: LeaseEnd) {
+        let queue = self.queue.queue();
+        for (entry, index) in self.entries.drain(..).zip(self.indexes.drain(..)) {
+            queue.end_lease(entry, index, end);
+        }
+    }
+}
+
+impl<'a, Q: QueueHandle> IntoIterator for &'a LeaseBatchIn<Q> {
+    type Item = &'a Entry<Q::Key, Q::Item>;
+    type IntoIter = core::slice::Iter<'a, EntryOf<Q>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+impl<Q: QueueHandle> Drop for LeaseBatchIn<Q> {
+    fn drop(&mut self) {
+        self.end_all(LeaseEnd::Nack);
+    }
+}
+
+impl<Q: QueueHandle> fmt::Debug for LeaseBatchIn<Q>
+where
+    Q::Key: fmt::Debug,
+    Q::Item: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseBatch")
+            .field("entries", &self.entries)
+            .field("age", &self.age())
+            .finish()
+    }
+}
