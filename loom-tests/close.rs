@@ -8,6 +8,7 @@ mod common;
 
 use common::{check_no_leak, model, prefill, queue, History, Outcome};
 use loom::thread;
+use std::time::Duration;
 
 /// The queue is full of other keys. An offerer of key 1 blocks in
 /// `offer_key`; a taker takes until `take` reports `Closed` (so it ends up
@@ -49,6 +50,52 @@ fn close_vs_blocked_offerer_and_taker() {
         log.drain(&q);
         log.check_no_lost_offer();
         log.check_one_delivery_per_copy(1, 0);
+        check_no_leak(&q);
+    });
+}
+
+/// A lease stays out, so the drain cannot finish; one thread waits in
+/// `close_and_wait` without a timeout, and once it has closed the queue
+/// (so its wait has begun) the main thread calls `close`. The wait must
+/// return `false`, not sleep on: the second close abandons the drain
+/// (mutant close_keeps_drain_waiting). Then the lease is acked and nothing
+/// leaks (G6).
+#[test]
+fn close_abandons_close_and_wait() {
+    model("close::close_abandons_close_and_wait", |capacity| {
+        let q = queue(capacity);
+        q.try_offer_key(1).unwrap();
+        let lease = q.try_take_leased().unwrap();
+        let waiter = {
+            let q = q.clone();
+            thread::spawn(move || q.close_and_wait(Duration::MAX))
+        };
+        while !q.is_closed() {
+            thread::yield_now();
+        }
+        // Seen closed by the flag, which comes first: either call may be
+        // the one that sets the occupancy bit.
+        q.close();
+        assert!(!waiter.join().unwrap(), "a drain with a lease out finished");
+        lease.ack();
+        check_no_leak(&q);
+    });
+}
+
+/// `close_and_wait` without a timeout against the ack of the last lease
+/// from another thread (taken there, before or after the close): the wait
+/// ends, with `true` (G5 for the drain).
+#[test]
+fn close_and_wait_vs_last_ack() {
+    model("close::close_and_wait_vs_last_ack", |capacity| {
+        let q = queue(capacity);
+        q.try_offer_key(1).unwrap();
+        let acker = {
+            let q = q.clone();
+            thread::spawn(move || q.try_take_leased().unwrap().ack())
+        };
+        assert!(q.close_and_wait(Duration::MAX), "the drain did not finish");
+        acker.join().unwrap();
         check_no_leak(&q);
     });
 }

@@ -493,15 +493,16 @@ where
     /// ```
     pub fn close(&self) -> bool {
         let closed_now = self.close_only();
-        // After the close: a `close_and_wait` that read the count before
-        // this increment is woken below and returns (its drain abandoned).
+        // A `close_and_wait` that read the count before this increment
+        // returns (its drain abandoned) once it sees the new count.
         self.closes.fetch_add(1, Ordering::SeqCst);
-        // MUTANT: close_keeps_drain_waiting: a later close does not wake a
-        // `close_and_wait`, which waits on for its drain.
+        // After the increment, also when this call closed the queue: the
+        // wake-up `close_only` gave came before the count changed, and a
+        // `close_and_wait` that checked the count in between sleeps on.
+        // MUTANT: close_keeps_drain_waiting: no wake-up for the new count,
+        // so such a `close_and_wait` waits on for its drain.
         #[cfg(not(coalescing_mutant = "close_keeps_drain_waiting"))]
-        if !closed_now {
-            self.finished.notify_all();
-        }
+        self.finished.notify_all();
         closed_now
     }
 
