@@ -47,6 +47,11 @@ pub trait Cells<K> {
     #[doc(hidden)]
     fn write(&self, index: usize, key: K, probe: &Self::Probe);
 
+    /// The hash of the key of an entry this thread owns, without moving
+    /// or copying the key.
+    #[doc(hidden)]
+    fn hash_of(&self, index: usize) -> u64;
+
     /// A copy of the key of an entry this thread owns (popped or leased).
     #[doc(hidden)]
     fn read(&self, index: usize) -> K;
@@ -105,6 +110,18 @@ impl<K: CompactKey, S> PackedCells<K, S> {
     }
 }
 
+impl<K: CompactKey, S: BuildHasher> PackedCells<K, S> {
+    /// The hash of a packed key (what the compact store hashes).
+    #[inline(always)]
+    fn hash_words(&self, words: &[u64; MAX_WORDS]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        for word in &words[..Self::W] {
+            hasher.write_u64(*word);
+        }
+        hasher.finish()
+    }
+}
+
 impl<K: CompactKey, S: BuildHasher> Cells<K> for PackedCells<K, S> {
     type Probe = [u64; MAX_WORDS];
     const CLEARS: bool = false;
@@ -113,11 +130,12 @@ impl<K: CompactKey, S: BuildHasher> Cells<K> for PackedCells<K, S> {
     #[inline(always)]
     fn probe(&self, key: &K) -> (u64, Self::Probe) {
         let words = compact_key::pack(key);
-        let mut hasher = self.hasher.build_hasher();
-        for word in &words[..Self::W] {
-            hasher.write_u64(*word);
-        }
-        (hasher.finish(), words)
+        (self.hash_words(&words), words)
+    }
+
+    #[inline]
+    fn hash_of(&self, index: usize) -> u64 {
+        self.hash_words(&self.load(index))
     }
 
     #[inline(always)]
@@ -201,6 +219,15 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Cells<K> for LockedCells<K, S> {
         let old = self.lock(index).replace(key);
         // E1: a reserved entry was cleared when it was last emptied.
         debug_assert!(old.is_none(), "a reserved entry still held a key");
+    }
+
+    #[inline]
+    fn hash_of(&self, index: usize) -> u64 {
+        let cell = self.lock(index);
+        let key = cell
+            .as_ref()
+            .expect("an owned entry holds its key (breaks I4)");
+        self.hasher.hash_one(key)
     }
 
     #[inline(always)]

@@ -358,7 +358,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 self.control(index)
                     .store(queued.emptied().0, Ordering::Release);
                 if spilled {
-                    self.unspill(&key, index);
+                    self.unspill(home, index);
                 }
                 Offer::Refused(key, error)
             }
@@ -454,9 +454,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// After a spilled key left its entry (E5): it no longer counts in the
     /// overflow of the buckets from its home up to its own (T2).
-    fn unspill(&self, key: &K, index: usize) {
-        let (hash, _) = self.cells.probe(key);
-        let (home, _) = self.home_and_tag(hash);
+    fn unspill(&self, home: usize, index: usize) {
         let mut bucket = home;
         while bucket != index / BUCKET {
             // Release: pairs with the lookups' Acquire (E5 is before this).
@@ -493,12 +491,19 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         debug_assert_eq!(queued.state(), State::Queued, "breaks T3");
         match lease_tick {
             None => {
+                // All user code of a take (`K::hash` here, `K::clone` or
+                // `CompactKey::unpack` in the cell) runs before the entry
+                // changes: if it panics, the entry is still queued, which is
+                // what the take's caller relies on to put it back.
+                let home = queued
+                    .is_spilled()
+                    .then(|| self.home_and_tag(self.cells.hash_of(index)).0);
                 let key = self.cells.take(index);
                 // E5. Release: pairs with the next reservation's Acquire (E1).
                 self.control(index)
                     .store(queued.emptied().0, Ordering::Release);
-                if queued.is_spilled() {
-                    self.unspill(&key, index);
+                if let Some(home) = home {
+                    self.unspill(home, index);
                 }
                 key
             }
@@ -562,8 +567,12 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 } else {
                     None
                 };
+                // User code after the change (`K::hash`): if it panics,
+                // the caller still finishes the removal (`end_lease` in
+                // queue.rs), and the overflow counts stay raised (lookups
+                // walk further, nothing worse).
                 if leased.is_spilled() {
-                    self.unspill(key, index);
+                    self.unspill(self.home_and_tag(self.cells.probe(key).0).0, index);
                 }
                 return Ended::Removed(stored);
             }

@@ -3,6 +3,7 @@
 //! `end_lease`, as for a single [`LeaseIn`].
 
 use crate::entry::Entry;
+use crate::key_store::KeyStore;
 use crate::lease::{EntryOf, LeaseIn, QueueHandle};
 use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd};
 use core::fmt;
@@ -138,8 +139,33 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
 
     fn end_all(&mut self, end: LeaseEnd) {
         let queue = self.queue.queue();
-        for (entry, index) in self.entries.drain(..).zip(self.indexes.drain(..)) {
+        let mut unended = Unended {
+            queue,
+            end,
+            rest: self.entries.drain(..).zip(self.indexes.drain(..)),
+        };
+        for (entry, index) in unended.rest.by_ref() {
             queue.end_lease(entry, index, end);
+        }
+    }
+}
+
+/// The leases of a batch not yet ended. If a user `Drop` panics inside one
+/// `end_lease` (that lease has ended by then), the unwinding drops this,
+/// which ends the rest the same way: a panic never leaves part of a batch
+/// leased. (A second panic there aborts, as any panic during unwinding.)
+struct Unended<'q, K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, u32)>> {
+    queue: &'q CoalescingQueue<K, V, S>,
+    end: LeaseEnd,
+    rest: I,
+}
+
+impl<K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, u32)>> Drop
+    for Unended<'_, K, V, S, I>
+{
+    fn drop(&mut self) {
+        for (entry, index) in &mut self.rest {
+            self.queue.end_lease(entry, index, self.end);
         }
     }
 }

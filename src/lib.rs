@@ -197,6 +197,7 @@ mod sync;
 mod take;
 mod take_leased;
 mod thread_slot;
+mod unwind;
 mod wait;
 
 pub use builder::Builder;

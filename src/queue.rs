@@ -10,6 +10,7 @@ use crate::occupancy::{ClaimError, Occupancy, Snapshot};
 use crate::policy::InFlightPolicy;
 use crate::stats::{Counter, Counters, Stats};
 use crate::sync::{AtomicU8, AtomicUsize, Ordering, Ring};
+use crate::unwind::Undo;
 use crate::wait::{self, Signal, Step};
 use crate::TryTakeError;
 use core::fmt;
@@ -127,6 +128,33 @@ pub(crate) enum Attempt<T, R> {
     Done(R),
     Full(T),
     Closed(T),
+}
+
+/// The entries one take or batch has popped, not yet in the shared counts:
+/// counted when this is dropped (after the last pop, I3), also when user
+/// code panics half way through a batch, so that no claim is leaked.
+pub(crate) struct Pops<'q, K, V, S: KeyStore<K>> {
+    queue: &'q CoalescingQueue<K, V, S>,
+    leased: bool,
+    count: usize,
+}
+
+impl<'q, K, V, S: KeyStore<K>> Pops<'q, K, V, S> {
+    fn new(queue: &'q CoalescingQueue<K, V, S>, leased: bool) -> Self {
+        Self {
+            queue,
+            leased,
+            count: 0,
+        }
+    }
+}
+
+impl<K, V, S: KeyStore<K>> Drop for Pops<'_, K, V, S> {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            self.queue.account_taken(self.leased, self.count);
+        }
+    }
 }
 
 /// How a lease ends.
@@ -275,11 +303,10 @@ where
         &self,
         lease: Option<LeaseStart>,
     ) -> Result<(Entry<K, V>, u32), TryTakeError> {
-        let Some(taken) = self.pop_one(lease) else {
-            return Err(self.why_empty());
-        };
-        self.account_taken(lease.is_some(), 1);
-        Ok(taken)
+        let mut pops = Pops::new(self, lease.is_some());
+        let taken = self.pop_one(lease, &mut pops);
+        drop(pops);
+        taken.ok_or_else(|| self.why_empty())
     }
 
     /// Takes up to `limit` entries at once into `out` (and, for a lease,
@@ -293,21 +320,21 @@ where
         out: &mut Vec<Entry<K, V>>,
         mut indexes: Option<&mut Vec<u32>>,
     ) -> Result<usize, TryTakeError> {
-        let mut taken = 0;
-        while taken < limit {
-            let Some((entry, index)) = self.pop_one(lease) else {
+        let mut pops = Pops::new(self, lease.is_some());
+        while pops.count < limit {
+            let Some((entry, index)) = self.pop_one(lease, &mut pops) else {
                 break;
             };
             out.push(entry);
             if let Some(indexes) = indexes.as_deref_mut() {
                 indexes.push(index);
             }
-            taken += 1;
         }
+        let taken = pops.count;
+        drop(pops);
         if taken == 0 {
             return Err(self.why_empty());
         }
-        self.account_taken(lease.is_some(), taken);
         Ok(taken)
     }
 
@@ -337,9 +364,14 @@ where
     }
 
     /// Pops the head and updates its key's entry: the pop and the key
-    /// change of a take, without the shared counts. For a lease, also the
-    /// index the lease ends by (the key's entry, or the item's start time).
-    fn pop_one(&self, lease: Option<LeaseStart>) -> Option<(Entry<K, V>, u32)> {
+    /// change of a take, counted in `pops` for the shared counts. For a
+    /// lease, also the index the lease ends by (the key's entry, or the
+    /// item's start time).
+    fn pop_one(
+        &self,
+        lease: Option<LeaseStart>,
+        pops: &mut Pops<'_, K, V, S>,
+    ) -> Option<(Entry<K, V>, u32)> {
         // MUTANT: deliver_before_remove: the removals the last take deferred.
         #[cfg(coalescing_mutant = "deliver_before_remove")]
         {
@@ -365,6 +397,7 @@ where
         let index = match self.ring.pop()? {
             Entry::Item(item) => {
                 let record = lease.map_or(u32::MAX, |lease| self.keys.start_item_lease(lease.tick));
+                pops.count += 1;
                 return Some((Entry::Item(item), record));
             }
             Entry::Key(index) => index,
@@ -374,7 +407,16 @@ where
             coalescing_mutant = "delete_before_pop",
             coalescing_mutant = "deliver_before_remove"
         )))]
-        let key = self.keys.take(index, lease.map(|lease| lease.tick));
+        let key = {
+            // User code in the take (the key's `Clone`, `Hash` or unpack)
+            // runs before the entry changes (key_table.rs, `take`): if it
+            // panics, the entry is still queued, so its index goes back
+            // into the ring (at the tail; its claim is still held, I2).
+            let put_back = Undo::new(|| self.push(Entry::Key(index)));
+            let key = self.keys.take(index, lease.map(|lease| lease.tick));
+            put_back.disarm();
+            key
+        };
         #[cfg(coalescing_mutant = "delete_before_pop")]
         let key = match removed_early {
             Some((early, key)) if early == index => key,
@@ -391,6 +433,7 @@ where
                 key
             }
         };
+        pops.count += 1;
         Some((Entry::Key(key), index))
     }
 
@@ -411,7 +454,7 @@ where
         };
         // What goes back into the ring, and what is dropped at the end.
         let (requeue, _dropped_last) = match entry {
-            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack, &key) {
+            Entry::Key(key) => match self.end_key_lease(index, end, &key) {
                 Ended::Requeue(index) => {
                     if end == LeaseEnd::Ack {
                         self.counters.add(Counter::RequeuedDirty);
@@ -440,6 +483,20 @@ where
             LeaseEnd::Nack => Counter::Nacked,
         });
         self.finish_lease(requeue);
+    }
+
+    /// The key table's part of a lease's end. The one user code in it (the
+    /// key's `Hash`, when an acked key had spilled) runs after the entry is
+    /// removed: if it panics, the removal is finished here as an ack, so
+    /// the lease's slot is not leaked.
+    fn end_key_lease(&self, index: u32, end: LeaseEnd, key: &K) -> Ended<K> {
+        let finish = Undo::new(|| {
+            self.counters.add(Counter::Acked);
+            self.finish_lease(None);
+        });
+        let ended = self.keys.end_lease(index, end == LeaseEnd::Ack, key);
+        finish.disarm();
+        ended
     }
 
     /// The shared counts of a lease's end: out of the in-flight count before
