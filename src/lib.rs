@@ -147,23 +147,113 @@
 //! lease ([`try_take_leased`](CoalescingQueue::try_take_leased),
 //! [`take_batch_leased`](CoalescingQueue::take_batch_leased), ...). While the
 //! lease is out, its key stays pending, so re-sends are coalesced into it;
-//! [`Lease::ack`] ends it, [`Lease::nack`] (or dropping it) queues the entry
-//! again at the tail. A requeue never fails: the lease kept its slot.
+//! [`ack`](LeaseIn::ack) ends it, [`nack`](LeaseIn::nack) (or dropping it)
+//! queues the entry again at the tail. A requeue never fails: the lease kept
+//! its slot. Leases and leased batches are `#[must_use]`: one dropped at
+//! once is a nack.
 //!
-//! # Shutting down
+//! # Which take to use
+//!
+//! * **Plain** ([`try_take`](CoalescingQueue::try_take),
+//!   [`take`](CoalescingQueue::take), ...): the entry is gone from the queue
+//!   when the call returns; a key offered again from then on is a new copy.
+//!   For a receiver that cannot fail.
+//! * **Leased** (`*_leased`): the key stays pending until
+//!   [`ack`](LeaseIn::ack); a failed send is a [`nack`](LeaseIn::nack) and
+//!   comes back. For a sender over a transport that can fail.
+//! * **Batch** ([`take_batch`](CoalescingQueue::take_batch),
+//!   [`take_batch_leased`](CoalescingQueue::take_batch_leased)): one wait
+//!   for the first entry, then up to `max` within `linger`, with one update
+//!   of the shared counts: the form for a sender that sends in batches.
+//!   `*_timeout` bounds the wait for the first entry.
+//! * **Async** (`*_async`): the same, as futures, on any executor (the
+//!   batch linger runs on `futures-timer`). Every take future is
+//!   cancel-safe: dropped, it loses nothing (a leased batch future nacks
+//!   what it held).
+//! * **Owned** (`*_owned`, on `Arc<CoalescingQueue>`): the lease or batch
+//!   holds an `Arc` of the queue, so it is `'static` and can move into a
+//!   spawned task or another thread (the send task of an async sender);
+//!   the futures are `'static` too.
+//!
+//! Forms of each operation, as in `crossbeam-channel`: `try_*` never
+//! blocks, the plain form blocks, `*_timeout` and `*_deadline` block up to a
+//! duration or an `Instant` (a deadline already past is a try), `*_async`
+//! returns a future. Errors hand the rejected value back (`into_inner`) and
+//! print as `Full(..)` without needing `T: Debug`.
+//!
+//! `examples/async_sender.rs` is a whole tokio sender: workers offer with
+//! re-sends, one task takes owned leased batches with a linger, spawned
+//! tasks send them over a failing transport, retry while holding the lease
+//! and nack after a few tries, and the program shuts down with
+//! `close_and_wait`.
+//!
+//! # Sharing and shutting down
+//!
+//! The queue is `Send + Sync`; share it with an `Arc`. Every method takes
+//! `&self`.
 //!
 //! [`close`](CoalescingQueue::close) makes every later offer fail with its
 //! value handed back, wakes everyone blocked, and lets takers drain what is
 //! queued; a take reports `Closed` only once nothing is queued or on its way
-//! in. [`close_and_wait`](CoalescingQueue::close_and_wait) also waits for
-//! every lease to be acked.
+//! in. [`close_and_wait`](CoalescingQueue::close_and_wait) closes and also
+//! waits for every lease to be acked (`false` on its timeout, or at once if
+//! `close` is called meanwhile, to abandon a drain that takes too long).
 //!
-//! # Forms of each operation
+//! A channel closes when its last sender is dropped; a queue shared by
+//! `Arc` cannot tell its producers from its consumers. Give each producer a
+//! [`Producer`] ([`CoalescingQueue::producer`], `Clone`): when the last one
+//! is dropped the queue closes, so a taker blocked in `take` drains what is
+//! queued and ends instead of waiting for ever.
 //!
-//! As in `crossbeam-channel`: `try_*` never blocks, the plain form blocks,
-//! `*_timeout` blocks up to a deadline, `*_async` returns a future (the take
-//! futures are cancel-safe). Errors hand the rejected value back
-//! (`into_inner`) and print as `Full(..)` without needing `T: Debug`.
+//! # Memory
+//!
+//! Everything is allocated when the queue is built, for the whole
+//! capacity: the ring holds an `Entry<u32, V>` inline in every slot (a
+//! queued key is the 4-byte index of its table entry; a pass-through item
+//! is the `V` itself), and the key table about 1.25 entries per slot (a
+//! `u64` control word plus the packed key, or a `Mutex<Option<K>>`). So
+//! memory is about `capacity × (size_of::<Entry<u32, V>>() + 8)` for the
+//! ring plus the table, whatever is queued: a large `V` costs its size in
+//! every slot of capacity. If items are large or rare, box them
+//! (`CoalescingQueue<K, Box<Item>>`): a slot is then a pointer wide.
+//!
+//! # Panics in user code
+//!
+//! A panic in a key's `Hash`, `Eq` or `Clone`, in `CompactKey::pack` or
+//! `unpack`, or in the `Drop` of a key or item propagates to the caller of
+//! the queue method that ran it, and leaves the queue whole: no claim is
+//! leaked, no key pinned and no queued entry lost. An offer that panics did
+//! not happen. A take that panics (a spilled key's `Hash`, a leased take's
+//! `Clone`) put its entry back, at the tail. An ack whose `Hash` panics is
+//! finished (the slot is free). A batch whose `Drop` panics ends every lease
+//! it holds. A `Drop` never runs while the queue holds a lock or a bit, so
+//! it may call back into the queue. (A second panic while unwinding aborts,
+//! as it does anywhere.)
+//!
+//! # No `Stream`
+//!
+//! The queue does not implement `futures_core::Stream`: a `poll_next` would
+//! have to keep a registered waiter between polls, a second, hand-written
+//! copy of the one wait loop the loom models check (the `async fn` forms
+//! are that loop). `unfold` over an owned handle gives a stream of entries
+//! (or of leases, with `take_leased_owned_async`) in three lines:
+//!
+//! ```
+//! use coalescing_queue::{CoalescingQueue, Entry};
+//! use futures_lite::{stream, StreamExt};
+//! use std::sync::Arc;
+//!
+//! let q = Arc::new(CoalescingQueue::<u32, String>::new(8));
+//! q.offer_key(1).unwrap();
+//! q.offer_key(2).unwrap();
+//! q.close();
+//! let entries = stream::unfold(q.clone(), |q| async move {
+//!     let entry = q.take_async().await.ok()?; // ends when closed and drained
+//!     Some((entry, q))
+//! });
+//! let taken: Vec<_> = futures_lite::future::block_on(entries.collect());
+//! assert_eq!(taken, [Entry::Key(1), Entry::Key(2)]);
+//! ```
 #![forbid(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
