@@ -199,6 +199,13 @@
 //! waits for every lease to be acked (`false` on its timeout, or at once if
 //! `close` is called meanwhile, to abandon a drain that takes too long).
 //!
+//! After close a take reports `Closed` once nothing is queued, even while
+//! leases are out; a nack, or the ack of a key re-offered in flight, then
+//! queues the entry again, and only a later take gets it. A sender whose
+//! sends run in other tasks therefore takes again until its own sends have
+//! ended, and stops at an empty batch only then (as
+//! `examples/async_sender.rs` does).
+//!
 //! A channel closes when its last sender is dropped; a queue shared by
 //! `Arc` cannot tell its producers from its consumers. Give each producer a
 //! [`Producer`] ([`CoalescingQueue::producer`], `Clone`): when the last one
