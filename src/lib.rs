@@ -271,45 +271,30 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-mod builder;
-mod cells;
-mod compact_key;
-mod control;
 mod entry;
 mod error;
 mod gate;
-mod key_store;
-mod key_table;
+mod keys;
 mod lease;
-mod lease_batch;
-#[cfg(loom)]
-mod loom_shims;
-mod occupancy;
-mod offer;
 mod policy;
-mod producer;
 mod queue;
 mod stats;
 mod sync;
-mod take;
-mod take_leased;
-mod thread_slot;
-mod unwind;
 mod wait;
 
-pub use builder::Builder;
-pub use compact_key::{CompactKey, Packer, Unpacker};
 pub use entry::{Entry, Offered};
 pub use error::{
     BuildError, OfferError, OfferTimeoutError, TakeError, TakeTimeoutError, TryOfferError,
     TryTakeError,
 };
 pub use gate::{ResendGate, ResendPermit};
-pub use key_store::{Compact, KeyStore};
+pub use keys::compact_key::{CompactKey, Packer, Unpacker};
+pub use keys::{Compact, KeyStore};
+pub use lease::batch::{LeaseBatch, LeaseBatchIn, OwnedLeaseBatch};
 pub use lease::{Lease, LeaseIn, OwnedLease, QueueHandle};
-pub use lease_batch::{LeaseBatch, LeaseBatchIn, OwnedLeaseBatch};
 pub use policy::InFlightPolicy;
-pub use producer::Producer;
+pub use queue::builder::Builder;
+pub use queue::producer::Producer;
 #[allow(deprecated)]
 pub use queue::DefaultHasher;
 pub use queue::{CoalescingQueue, CompactQueue, DefaultHashBuilder};

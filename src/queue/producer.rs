@@ -1,7 +1,7 @@
 //! Producer handles: the queue closes when the last one is dropped, as a
 //! channel closes when its last sender goes.
 
-use crate::key_store::KeyStore;
+use crate::keys::KeyStore;
 use crate::queue::{CoalescingQueue, DefaultHashBuilder};
 use crate::sync::Ordering;
 use core::fmt;

@@ -11,11 +11,13 @@
 //! A snapshot sums the stripes; counts taken while operations run are each
 //! exact at some instant, not all at the same one.
 
+mod thread_slot;
+
 use crate::sync::StatCell;
-use crate::thread_slot::{self, SLOTS};
 use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
 use crossbeam_utils::CachePadded;
+use thread_slot::SLOTS;
 
 /// What happened to a queue since it was built, and where it stands now.
 ///

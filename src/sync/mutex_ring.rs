@@ -1,5 +1,5 @@
-//! A model-checkable stand-in for the ring (`cfg(loom)`; under
-//! `cfg(shuttle)` the same code on `shuttle::sync::Mutex`).
+//! The ring under the model checkers: a stand-in for `ArrayQueue` on the
+//! checker's `Mutex` (loom's or shuttle's).
 //!
 //! `ArrayQueue` is linearizable: each operation takes effect at one
 //! instant. A `loom::sync::Mutex` around a `VecDeque` has exactly that
@@ -8,11 +8,8 @@
 //! operations. Only the methods the protocol uses exist here. (The key
 //! table needs no stand-in: it is built on the facade's atomics and `Mutex`.)
 
-#[cfg(loom)]
-use loom::sync::Mutex;
-// The same shims serve `cfg(shuttle)` (included from `sync.rs`).
-#[cfg(all(shuttle, not(loom)))]
-use shuttle::sync::Mutex;
+// The checker's own `Mutex`: loom's or shuttle's.
+use super::Mutex;
 use std::collections::VecDeque;
 
 /// Bounded FIFO with the `ArrayQueue` methods the crate calls.
@@ -55,40 +52,5 @@ impl<T> Ring<T> {
     #[cfg(coalescing_mutant = "delete_before_pop")]
     pub(crate) fn mutant_peek<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         f(self.slots.lock().unwrap().front())
-    }
-}
-
-/// `--cfg coalescing_loom_ring="concurrent_queue"`: the ring is smol-rs
-/// `concurrent-queue`'s bounded queue, the same Vyukov ring as `ArrayQueue`
-/// but built on loom's atomics and cells, so loom explores the ring's own
-/// steps (slot stamps, head and tail) against the protocol's, not just one
-/// step per push or pop. Slower; `scripts/loom` runs a few models with it.
-#[cfg(all(loom, coalescing_loom_ring = "concurrent_queue"))]
-pub(crate) mod lock_free {
-    use concurrent_queue::ConcurrentQueue;
-
-    /// Bounded FIFO with the `ArrayQueue` methods the crate calls.
-    pub(crate) struct Ring<T>(ConcurrentQueue<T>);
-
-    impl<T> Ring<T> {
-        pub(crate) fn new(capacity: usize) -> Self {
-            Self(ConcurrentQueue::bounded(capacity))
-        }
-
-        pub(crate) fn push(&self, value: T) -> Result<(), T> {
-            self.0.push(value).map_err(|error| error.into_inner())
-        }
-
-        pub(crate) fn pop(&self) -> Option<T> {
-            self.0.pop().ok()
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            self.0.len()
-        }
-
-        pub(crate) fn is_empty(&self) -> bool {
-            self.0.is_empty()
-        }
     }
 }

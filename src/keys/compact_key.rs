@@ -16,7 +16,7 @@ pub(crate) const MAX_WORDS: usize = 4;
 /// compact key store ([`Compact`](crate::Compact)).
 ///
 /// Implemented for the integers, `bool`, `char`, arrays and tuples of
-/// them. For a struct of such fields, [`compact_key!`](crate::compact_key)
+/// them. For a struct of such fields, [`compact_key!`](crate::keys::compact_key)
 /// writes the impl in one line:
 ///
 /// ```

@@ -46,9 +46,9 @@
 //! * T3 An index in the ring names a `Queued` entry (I4), so a take never
 //!   waits for, or fails to find, its key.
 
-use crate::cells::Cells;
-use crate::control::{Control, State, TICK_MASK};
-use crate::occupancy::ClaimError;
+use crate::keys::cells::Cells;
+use crate::keys::control::{Control, State, TICK_MASK};
+use crate::queue::occupancy::ClaimError;
 use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use core::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -656,7 +656,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 #[cfg(all(test, not(loom), not(shuttle)))]
 mod tests {
     use super::*;
-    use crate::cells::{LockedCells, PackedCells};
+    use crate::keys::cells::{LockedCells, PackedCells};
 
     type Packed = KeyTable<u64, PackedCells<u64, foldhash::fast::FixedState>>;
 

@@ -8,8 +8,10 @@
 //! reaches its queue through a [`QueueHandle`], borrowed ([`Lease`]) or
 //! shared ([`OwnedLease`]).
 
+pub(crate) mod batch;
+
 use crate::entry::Entry;
-use crate::key_store::KeyStore;
+use crate::keys::KeyStore;
 use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd, LeaseStart};
 use core::fmt;
 use core::ops::Deref;

@@ -3,7 +3,7 @@
 //! `end_lease`, as for a single [`LeaseIn`].
 
 use crate::entry::Entry;
-use crate::key_store::KeyStore;
+use crate::keys::KeyStore;
 use crate::lease::{EntryOf, LeaseIn, QueueHandle};
 use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd};
 use core::fmt;

@@ -6,7 +6,7 @@
 
 use crate::entry::Offered;
 use crate::error::{OfferError, OfferTimeoutError, TryOfferError};
-use crate::key_store::KeyStore;
+use crate::keys::KeyStore;
 use crate::queue::{Attempt, CoalescingQueue};
 use crate::stats::Counter;
 use crate::wait::{self, Step};

@@ -4,11 +4,11 @@
 //! generic functions at the end of this file, over a [`QueueHandle`].
 
 use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
-use crate::key_store::KeyStore;
+use crate::keys::KeyStore;
+use crate::lease::batch::{LeaseBatch, LeaseBatchIn, OwnedLeaseBatch};
 use crate::lease::{Lease, LeaseIn, OwnedLease, QueueHandle};
-use crate::lease_batch::{LeaseBatch, LeaseBatchIn, OwnedLeaseBatch};
+use crate::queue::take::Taken;
 use crate::queue::CoalescingQueue;
-use crate::take::Taken;
 use core::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

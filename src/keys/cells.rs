@@ -15,7 +15,7 @@
 //! Both hash with the queue's `BuildHasher`: the compact store hashes the
 //! packed words, the general store the key (`K::hash`).
 
-use crate::compact_key::{self, words_for, CompactKey, MAX_WORDS};
+use crate::keys::compact_key::{self, words_for, CompactKey, MAX_WORDS};
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use core::hash::{BuildHasher, Hash, Hasher};
 use core::marker::PhantomData;

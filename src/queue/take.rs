@@ -5,7 +5,7 @@
 
 use crate::entry::Entry;
 use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
-use crate::key_store::KeyStore;
+use crate::keys::KeyStore;
 use crate::queue::{CoalescingQueue, LeaseStart};
 use crate::wait::{self, Step};
 use core::future::{poll_fn, Future};

@@ -1,9 +1,9 @@
 //! `Builder`: a queue's capacity, in-flight policy and hasher.
 
 use crate::error::BuildError;
-use crate::key_store::KeyStore;
-use crate::occupancy::MAX_CAPACITY;
+use crate::keys::KeyStore;
 use crate::policy::InFlightPolicy;
+use crate::queue::occupancy::MAX_CAPACITY;
 use crate::queue::{CoalescingQueue, DefaultHashBuilder};
 use core::fmt;
 use core::hash::Hash;

@@ -13,9 +13,14 @@
 //! general key. So the compact store is one word in the type:
 //! `CoalescingQueue<Key, V, Compact>` (or [`CompactQueue<Key, V>`](crate::CompactQueue)).
 
-use crate::cells::{Cells, LockedCells, PackedCells};
-use crate::compact_key::CompactKey;
-use crate::key_table::entries_for;
+pub(crate) mod cells;
+pub(crate) mod compact_key;
+pub(crate) mod control;
+pub(crate) mod table;
+
+use crate::keys::cells::{Cells, LockedCells, PackedCells};
+use crate::keys::compact_key::CompactKey;
+use crate::keys::table::entries_for;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 

@@ -1,0 +1,366 @@
+//! The protocol's single steps (DESIGN.md section 3): one attempt to offer
+//! a key or an item, to take, and to end a lease, each keeping the
+//! invariants of `mod.rs`; the public forms loop around them.
+
+use super::occupancy::{ClaimError, Snapshot};
+use super::unwind::Undo;
+use super::CoalescingQueue;
+use crate::entry::{Entry, Offered};
+use crate::keys::table::{Ended, Offer};
+use crate::keys::KeyStore;
+use crate::policy::InFlightPolicy;
+use crate::stats::Counter;
+use crate::sync::Ordering;
+use crate::TryTakeError;
+use std::time::Instant;
+
+/// One attempt to offer, before any waiting.
+pub(crate) enum Attempt<T, R> {
+    Done(R),
+    Full(T),
+    Closed(T),
+}
+
+/// The entries one take or batch has popped, not yet in the shared counts:
+/// counted when this is dropped (after the last pop, I3), also when user
+/// code panics half way through a batch, so that no claim is leaked.
+pub(crate) struct Pops<'q, K, V, S: KeyStore<K>> {
+    queue: &'q CoalescingQueue<K, V, S>,
+    leased: bool,
+    count: usize,
+}
+
+impl<'q, K, V, S: KeyStore<K>> Pops<'q, K, V, S> {
+    fn new(queue: &'q CoalescingQueue<K, V, S>, leased: bool) -> Self {
+        Self {
+            queue,
+            leased,
+            count: 0,
+        }
+    }
+}
+
+impl<K, V, S: KeyStore<K>> Drop for Pops<'_, K, V, S> {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            self.queue.account_taken(self.leased, self.count);
+        }
+    }
+}
+
+/// How a lease ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseEnd {
+    Ack,
+    Nack,
+}
+
+/// A leased take's start: when, and its tick in the key table.
+#[derive(Clone, Copy)]
+pub(crate) struct LeaseStart {
+    pub(crate) at: Instant,
+    tick: u64,
+}
+
+impl<K, V, S> CoalescingQueue<K, V, S>
+where
+    S: KeyStore<K>,
+{
+    /// One attempt to offer `key` (DESIGN.md section 3, steps 0-5).
+    #[inline(always)]
+    pub(crate) fn attempt_offer_key(&self, key: K) -> Attempt<K, Offered> {
+        // Steps 0-3 (`KeyTable::offer`).
+        let offered = self.keys.offer(
+            key,
+            self.policy == InFlightPolicy::Requeue,
+            // Acquire: nothing is read through it; it orders this offer
+            // after a close that a racing take may already have reported.
+            || self.closed.load(Ordering::Acquire) != 0,
+            // The claim, under the key's home insert bit: keeps I6.
+            || {
+                let after = self.occupancy.try_claim()?;
+                self.counters.note_claimed(after.claimed());
+                Ok(())
+            },
+        );
+        match offered {
+            Offer::Inserted(index) => {
+                // Steps 4-5.
+                self.push(Entry::Key(index));
+                self.counters.add(Counter::Enqueued);
+                Attempt::Done(Offered::Enqueued)
+            }
+            Offer::Coalesced { in_flight } => {
+                self.counters.add(if in_flight {
+                    Counter::CoalescedInFlight
+                } else {
+                    Counter::CoalescedQueued
+                });
+                Attempt::Done(Offered::Coalesced)
+            }
+            Offer::Refused(key, ClaimError::Full) => Attempt::Full(key),
+            Offer::Refused(key, ClaimError::Closed) => Attempt::Closed(key),
+        }
+    }
+
+    /// One attempt to offer a pass-through item: claim, push, notify.
+    pub(crate) fn attempt_offer_item(&self, item: V) -> Attempt<V, ()> {
+        match self.occupancy.try_claim() {
+            Ok(after) => {
+                self.counters.note_claimed(after.claimed());
+                self.push(Entry::Item(item));
+                self.counters.add(Counter::Enqueued);
+                Attempt::Done(())
+            }
+            Err(ClaimError::Full) => Attempt::Full(item),
+            Err(ClaimError::Closed) => Attempt::Closed(item),
+        }
+    }
+
+    /// Pushes an entry whose claim is held, then wakes one taker.
+    fn push(&self, entry: Entry<u32, V>) {
+        if self.ring.push(entry).is_err() {
+            unreachable!("the ring had no room for a claimed slot (breaks I2)");
+        }
+        self.not_empty.notify_one();
+    }
+
+    /// A leased take's start time, read once per take or batch.
+    pub(crate) fn lease_start(&self) -> LeaseStart {
+        let at = Instant::now();
+        LeaseStart {
+            at,
+            tick: self.keys.tick(at),
+        }
+    }
+
+    /// One attempt to take (DESIGN.md section 3, "Take"). A leased take keeps
+    /// the claim and marks the key in flight; a plain take releases both.
+    /// Returns the entry and, for a lease, the index it ends by.
+    pub(crate) fn attempt_take(
+        &self,
+        lease: Option<LeaseStart>,
+    ) -> Result<(Entry<K, V>, u32), TryTakeError> {
+        let mut pops = Pops::new(self, lease.is_some());
+        let taken = self.pop_one(lease, &mut pops);
+        drop(pops);
+        taken.ok_or_else(|| self.why_empty())
+    }
+
+    /// Takes up to `limit` entries at once into `out` (and, for a lease,
+    /// their indexes into `indexes`), with one update of the shared counts
+    /// for all of them (a batch frees its slots, counts its leases and wakes
+    /// offerers in one step each). Returns how many.
+    pub(crate) fn attempt_take_many(
+        &self,
+        lease: Option<LeaseStart>,
+        limit: usize,
+        out: &mut Vec<Entry<K, V>>,
+        mut indexes: Option<&mut Vec<u32>>,
+    ) -> Result<usize, TryTakeError> {
+        let mut pops = Pops::new(self, lease.is_some());
+        while pops.count < limit {
+            let Some((entry, index)) = self.pop_one(lease, &mut pops) else {
+                break;
+            };
+            out.push(entry);
+            if let Some(indexes) = indexes.as_deref_mut() {
+                indexes.push(index);
+            }
+        }
+        let taken = pops.count;
+        drop(pops);
+        if taken == 0 {
+            return Err(self.why_empty());
+        }
+        Ok(taken)
+    }
+
+    /// The ring was empty: closed and drained, or just empty for now.
+    fn why_empty(&self) -> TryTakeError {
+        if self.occupancy.load().is_drained() {
+            TryTakeError::Closed
+        } else {
+            TryTakeError::Empty
+        }
+    }
+
+    /// After `count` pops: a leased take counts them in flight (keeping
+    /// their claims); a plain take releases their claims and wakes as many
+    /// blocked offerers. Always after the pops: keeps I3.
+    fn account_taken(&self, leased: bool, count: usize) {
+        let after = if leased {
+            self.occupancy.lease_many(count)
+        } else {
+            let after = self.occupancy.release_many(count);
+            // The release was a SeqCst RMW: no fence needed.
+            self.not_full.notify_after_seqcst_change(count);
+            after
+        };
+        self.counters.add_many(Counter::Taken, count);
+        self.after_decrease(after);
+    }
+
+    /// Pops the head and updates its key's entry: the pop and the key
+    /// change of a take, counted in `pops` for the shared counts. For a
+    /// lease, also the index the lease ends by (the key's entry, or the
+    /// item's start time).
+    fn pop_one(
+        &self,
+        lease: Option<LeaseStart>,
+        pops: &mut Pops<'_, K, V, S>,
+    ) -> Option<(Entry<K, V>, u32)> {
+        // MUTANT: deliver_before_remove: the removals the last take deferred.
+        #[cfg(coalescing_mutant = "deliver_before_remove")]
+        {
+            // Out of the std lock before the table (a model point).
+            let deferred = core::mem::take(&mut *self.deferred.lock().unwrap());
+            for earlier in deferred {
+                drop(self.keys.take(earlier, None));
+            }
+        }
+        // MUTANT: delete_before_pop: removes the key while its index is
+        // still in the ring, so an offer can push a second copy (breaks I4, I5).
+        #[cfg(coalescing_mutant = "delete_before_pop")]
+        let removed_early = match lease {
+            Some(_) => None,
+            None => self
+                .ring
+                .mutant_peek(|head| match head {
+                    Some(Entry::Key(index)) => Some(*index),
+                    _ => None,
+                })
+                .map(|index| (index, self.keys.take(index, None))),
+        };
+        let index = match self.ring.pop()? {
+            Entry::Item(item) => {
+                let record = lease.map_or(u32::MAX, |lease| self.keys.start_item_lease(lease.tick));
+                pops.count += 1;
+                return Some((Entry::Item(item), record));
+            }
+            Entry::Key(index) => index,
+        };
+        // The key's entry changes only after the pop: keeps I4 and I5.
+        #[cfg(not(any(
+            coalescing_mutant = "delete_before_pop",
+            coalescing_mutant = "deliver_before_remove"
+        )))]
+        let key = {
+            // User code in the take (the key's `Clone`, `Hash` or unpack)
+            // runs before the entry changes (key_table.rs, `take`): if it
+            // panics, the entry is still queued, so its index goes back
+            // into the ring (at the tail; its claim is still held, I2).
+            let put_back = Undo::new(|| self.push(Entry::Key(index)));
+            let key = self.keys.take(index, lease.map(|lease| lease.tick));
+            put_back.disarm();
+            key
+        };
+        #[cfg(coalescing_mutant = "delete_before_pop")]
+        let key = match removed_early {
+            Some((early, key)) if early == index => key,
+            _ => self.keys.take(index, lease.map(|lease| lease.tick)),
+        };
+        // MUTANT: deliver_before_remove: the key leaves the table only at
+        // the next take, after this one has returned it (breaks I5).
+        #[cfg(coalescing_mutant = "deliver_before_remove")]
+        let key = match lease {
+            Some(lease) => self.keys.take(index, Some(lease.tick)),
+            None => {
+                let key = self.keys.key_of(index);
+                self.deferred.lock().unwrap().push(index);
+                key
+            }
+        };
+        pops.count += 1;
+        Some((Entry::Key(key), index))
+    }
+
+    /// Ends one lease: ack removes the key (or queues it again if it is
+    /// dirty); nack queues the entry again at the tail. `index` is what the
+    /// take returned with the entry: no hash, no `Eq`.
+    ///
+    /// User values (the lease's key copy, the store's copy, an acked item)
+    /// are dropped only after the slot is freed and the table left, so a
+    /// `Drop` that offers into this queue finds room and no lock held.
+    pub(crate) fn end_lease(&self, entry: Entry<K, V>, index: u32, end: LeaseEnd) {
+        // MUTANT: nack_after_close_lost: after close a nack drops the entry
+        // (as an ack would) instead of queueing it again (breaks G1).
+        #[cfg(coalescing_mutant = "nack_after_close_lost")]
+        let end = match end {
+            LeaseEnd::Nack if self.occupancy.load().is_closed() => LeaseEnd::Ack,
+            end => end,
+        };
+        // What goes back into the ring, and what is dropped at the end.
+        let (requeue, _dropped_last) = match entry {
+            Entry::Key(key) => match self.end_key_lease(index, end, &key) {
+                Ended::Requeue(index) => {
+                    if end == LeaseEnd::Ack {
+                        self.counters.add(Counter::RequeuedDirty);
+                    }
+                    (Some(Entry::Key(index)), (Some(key), None))
+                }
+                Ended::Removed(stored) => (None, (Some(key), stored)),
+            },
+            Entry::Item(item) => {
+                self.keys.end_item_lease(index);
+                match end {
+                    LeaseEnd::Nack => (Some(Entry::Item(item)), (None, None)),
+                    LeaseEnd::Ack => {
+                        // Dropped below, after the slot is freed.
+                        let item_last = Some(item);
+                        self.counters.add(Counter::Acked);
+                        self.finish_lease(None);
+                        drop(item_last);
+                        return;
+                    }
+                }
+            }
+        };
+        self.counters.add(match end {
+            LeaseEnd::Ack => Counter::Acked,
+            LeaseEnd::Nack => Counter::Nacked,
+        });
+        self.finish_lease(requeue);
+    }
+
+    /// The key table's part of a lease's end. The one user code in it (the
+    /// key's `Hash`, when an acked key had spilled) runs after the entry is
+    /// removed: if it panics, the removal is finished here as an ack, so
+    /// the lease's slot is not leaked.
+    fn end_key_lease(&self, index: u32, end: LeaseEnd, key: &K) -> Ended<K> {
+        let finish = Undo::new(|| {
+            self.counters.add(Counter::Acked);
+            self.finish_lease(None);
+        });
+        let ended = self.keys.end_lease(index, end == LeaseEnd::Ack, key);
+        finish.disarm();
+        ended
+    }
+
+    /// The shared counts of a lease's end: out of the in-flight count before
+    /// the push of a requeue (keeps I3; the claim stays with the entry, so
+    /// the push finds room, I2), or the claim freed for good.
+    fn finish_lease(&self, requeue: Option<Entry<u32, V>>) {
+        if let Some(entry) = requeue {
+            self.occupancy.unlease();
+            self.push(entry);
+        } else {
+            let after = self.occupancy.ack();
+            // The ack was a SeqCst RMW: no fence needed.
+            self.not_full.notify_after_seqcst_change(1);
+            self.after_decrease(after);
+        }
+    }
+
+    /// After a transition that lowered the claims not in flight: wake the
+    /// takers if the queue just became drained after close, and
+    /// `close_and_wait` if nothing at all is left.
+    fn after_decrease(&self, after: Snapshot) {
+        if after.is_drained() {
+            self.not_empty.notify_all();
+            if after.is_finished() {
+                self.finished.notify_all();
+            }
+        }
+    }
+}
