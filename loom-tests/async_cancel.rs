@@ -1,11 +1,8 @@
 //! The async take's cancellation against an offer: a `take_async` future
 //! polled once (so it registered a listener) and then dropped must neither
 //! lose an entry nor swallow the wake-up meant for another taker (G1, G5).
-#![cfg(loom)]
 
-mod common;
-
-use common::{check_no_leak, model, queue, History};
+use crate::common::{check_no_leak, model, queue, History};
 use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};

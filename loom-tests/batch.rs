@@ -2,12 +2,9 @@
 //! what else is queued (linger zero: loom cannot model the clock) and never
 //! drops what it took (G1); a leased batch keeps its keys pending, so it
 //! never holds two copies of one (G2).
-#![cfg(loom)]
 
-mod common;
-
+use crate::common::{check_no_leak, model, queue, History};
 use coalescing_queue::Entry;
-use common::{check_no_leak, model, queue, History};
 use loom::thread;
 use std::time::Duration;
 

@@ -2,11 +2,8 @@
 //! everyone; the offerer either got in before the close (and its key is
 //! drained like the rest) or gets its value back; the taker drains what is
 //! queued and then reports `Closed`.
-#![cfg(loom)]
 
-mod common;
-
-use common::{check_no_leak, model, prefill, queue, History, Outcome};
+use crate::common::{check_no_leak, model, prefill, queue, History, Outcome};
 use loom::thread;
 use std::time::Duration;
 

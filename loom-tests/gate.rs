@@ -1,11 +1,8 @@
-#![cfg(loom)]
 //! Loom models of the resend gate's races.
 //!
-//! Run with:
-//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3
-//! cargo test --release --test loom_gate -- --nocapture`.
-//! With `--cfg coalescing_mutant="gate_no_cas"` (the permit granted by a
-//! load-then-store instead of a CAS) the one-permit models must FAIL.
+//! Run with `scripts/loom gate`. On mutant `gate_no_cas`
+//! (`mutants/gate_no_cas.patch`: the permit granted by a load-then-store
+//! instead of a CAS) the one-permit models must FAIL.
 
 use coalescing_queue::ResendGate;
 use loom::sync::atomic::{AtomicUsize, Ordering};

@@ -1,12 +1,9 @@
 //! The key table's own races (DESIGN.md section 3, "The key table's entry
 //! word"), on its real atomics: the compact store's optimistic read and the
 //! insert bit. Each model asserts after the join what the rule guarantees.
-#![cfg(loom)]
 
-mod common;
-
+use crate::common::model;
 use coalescing_queue::{Builder, CoalescingQueue, Compact, Offered};
-use common::model;
 use core::hash::{BuildHasher, Hasher};
 use loom::sync::Arc;
 use loom::thread;
@@ -39,9 +36,9 @@ impl Hasher for Zero {
 fn same_new_key_twice() {
     model("key_table::same_new_key_twice", |capacity| {
         let q = Arc::new(
-            Builder::<u32, u32, Compact<common::Hasher>>::new()
+            Builder::<u32, u32, Compact<crate::common::Hasher>>::new()
                 .capacity(capacity)
-                .hasher(Compact(common::Hasher::with_seed(0x5eed)))
+                .hasher(Compact(crate::common::Hasher::with_seed(0x5eed)))
                 .build(),
         );
         let offerers: Vec<_> = (0..2)

@@ -2,11 +2,8 @@
 //! re-offered while in flight is delivered again after the ack (Requeue
 //! policy); a dropped lease is a nack; a nack after close still queues the
 //! entry, which is then drained like the rest.
-#![cfg(loom)]
 
-mod common;
-
-use common::{check_no_leak, model, queue, History, Outcome};
+use crate::common::{check_no_leak, model, queue, History, Outcome};
 use loom::thread;
 
 /// Key 1 is leased by the main thread. A re-offer of key 1 and a blocking
@@ -111,7 +108,9 @@ fn nack_vs_close() {
         let after_nack = log
             .events()
             .iter()
-            .filter(|e| matches!(e, common::Event::Delivered { key: 1, at } if *at > nacked_at))
+            .filter(
+                |e| matches!(e, crate::common::Event::Delivered { key: 1, at } if *at > nacked_at),
+            )
             .count();
         assert_eq!(
             after_nack,

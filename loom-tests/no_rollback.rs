@@ -4,11 +4,8 @@
 //! The slot is claimed before the key is inserted, both under the key's
 //! lock. Inserting first and removing the key again when the claim fails
 //! would lose any duplicate offer coalesced into the reservation meanwhile.
-#![cfg(loom)]
 
-mod common;
-
-use common::{check_no_leak, model, prefill, queue, History};
+use crate::common::{check_no_leak, model, prefill, queue, History};
 use loom::thread;
 
 /// The queue is full of other keys. Offers A and B of key 1 (`try_*`, so

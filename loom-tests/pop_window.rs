@@ -4,11 +4,8 @@
 //! Guards I4 and I5: removing the key before the pop lets a second copy into
 //! the ring (G2); removing it after the take returned lets a later offer be
 //! coalesced into a copy already delivered (G1).
-#![cfg(loom)]
 
-mod common;
-
-use common::{check_no_leak, model, probe_one_copy, queue, History};
+use crate::common::{check_no_leak, model, probe_one_copy, queue, History};
 use loom::thread;
 
 /// Offers A and B of key 1 (blocking, so both return `Ok`) race with one

@@ -3,11 +3,8 @@
 //! tries again and only then sleeps (`src/wait.rs`); without the second try a
 //! change made between the first try and the registration notifies nobody,
 //! and loom reports the sleeper as a deadlock.
-#![cfg(loom)]
 
-mod common;
-
-use common::{check_no_leak, model, model_bounded, prefill, queue, History};
+use crate::common::{check_no_leak, model, model_bounded, prefill, queue, History};
 use loom::thread;
 
 /// The queue is full of other keys; one thread offers keys 1 and 2, blocking

@@ -257,28 +257,16 @@ impl ResendGate {
         // `state` is seen, so is its clearing of `last_status` (and not an
         // answer from before the reset). Also pairs with a permit's end: see
         // the CAS below.
-        #[cfg_attr(coalescing_mutant = "gate_no_cas", allow(unused_mut))]
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & PERMIT_OUT != 0 || !self.due(state >> SENT_SHIFT, now) {
                 return None;
-            }
-            #[cfg(coalescing_mutant = "gate_no_cas")]
-            {
-                // MUTANT: check-then-store instead of the CAS; two callers
-                // that both saw no permit out both get one (breaks I1).
-                self.state.store(state | PERMIT_OUT, Ordering::Release);
-                return Some(ResendPermit {
-                    gate: self,
-                    granted_at: now,
-                });
             }
             // Keeps I1: the permit is granted only if `state` is still the
             // one the decision was made on. Acquire (success): pairs with the
             // Release of the previous permit's `sent` / drop, so whatever its
             // holder did before ending it happens before this holder starts,
             // as with a lock. Acquire (failure): as the load above.
-            #[cfg(not(coalescing_mutant = "gate_no_cas"))]
             match self.state.compare_exchange(
                 state,
                 state | PERMIT_OUT,

@@ -78,11 +78,6 @@ impl Signal {
     /// any is registered.
     #[inline]
     pub(crate) fn notify(&self, count: usize) {
-        // MUTANT: signal_no_fence: no F2, so the waiter count may be read
-        // stale while the waiter misses the change (breaks G5). no_f2: the
-        // same with F1 kept; only loom's lock-free ring sees it (the Mutex
-        // ring shim orders a push before a later pop by itself).
-        #[cfg(not(any(coalescing_mutant = "signal_no_fence", coalescing_mutant = "no_f2")))]
         fence(Ordering::SeqCst);
         self.wake_registered(count);
     }
@@ -101,9 +96,7 @@ impl Signal {
     /// accesses give (and the fence argument of the module docs applies).
     #[inline]
     pub(crate) fn notify_after_seqcst_change(&self, count: usize) {
-        // MUTANT: signal_no_fence: without the fence, loom's AcqRel reading
-        // of these accesses lets the waiter count be read stale (breaks G5).
-        #[cfg(all(loom, not(coalescing_mutant = "signal_no_fence")))]
+        #[cfg(loom)]
         fence(Ordering::SeqCst);
         self.wake_registered(count);
     }
@@ -131,8 +124,6 @@ impl Signal {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let counted = Counted(self);
         let listener = self.event.listen();
-        // MUTANT: signal_no_fence: no F1 (see `notify`).
-        #[cfg(not(coalescing_mutant = "signal_no_fence"))]
         fence(Ordering::SeqCst);
         (counted, listener)
     }
@@ -156,14 +147,10 @@ pub(crate) fn block_on<T, R>(
         let (_counted, listener) = signal.register();
         // The re-check after registering: without it, a change made between
         // the first attempt and the registration would wake nobody (G5).
-        // MUTANT: no_recheck: sleeps right after registering (breaks G5).
-        #[cfg(not(coalescing_mutant = "no_recheck"))]
-        {
-            value = match finish(signal, woken, attempt(value)) {
-                Ok(done) => return Ok(done),
-                Err(value) => value,
-            };
-        }
+        value = match finish(signal, woken, attempt(value)) {
+            Ok(done) => return Ok(done),
+            Err(value) => value,
+        };
         match deadline {
             None => listener.wait(),
             Some(deadline) => {
@@ -191,14 +178,10 @@ pub(crate) async fn wait_async<T, R>(
             Err(value) => value,
         };
         let (_counted, listener) = signal.register();
-        // MUTANT: no_recheck: sleeps right after registering (breaks G5).
-        #[cfg(not(coalescing_mutant = "no_recheck"))]
-        {
-            value = match finish(signal, woken, attempt(value)) {
-                Ok(done) => return done,
-                Err(value) => value,
-            };
-        }
+        value = match finish(signal, woken, attempt(value)) {
+            Ok(done) => return done,
+            Err(value) => value,
+        };
         // `_counted` keeps this waiter counted until the await ends.
         listener.await;
         woken = true;
@@ -211,13 +194,9 @@ fn finish<T, R>(signal: &Signal, woken: bool, step: Step<T, R>) -> Result<R, T> 
     match step {
         Step::Done(done) => Ok(done),
         Step::DoneUnused(done) => {
-            // MUTANT: no_pass_on: keeps a wake-up it did not use (breaks G5).
-            #[cfg(not(coalescing_mutant = "no_pass_on"))]
             if woken {
                 signal.notify_one();
             }
-            #[cfg(coalescing_mutant = "no_pass_on")]
-            let _ = (signal, woken);
             Ok(done)
         }
         Step::Retry(value) => Err(value),

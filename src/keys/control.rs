@@ -140,11 +140,6 @@ impl Control {
     /// Emptied of its key: the version moves on, so that a reader that saw
     /// the old key's word cannot mistake the next key's words for it (E5).
     pub(crate) fn emptied(self) -> Control {
-        // MUTANT: reuse_same_version: the entry is reused under the version
-        // its last key had, so a torn read of the words validates (breaks G1).
-        #[cfg(coalescing_mutant = "reuse_same_version")]
-        let next = self.version();
-        #[cfg(not(coalescing_mutant = "reuse_same_version"))]
         let next = (self.version() + 1) & VERSION_MASK;
         Control(next << VERSION_SHIFT | State::Empty as u64)
     }

@@ -203,12 +203,6 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 // writer's E5 or later, with a new version.
                 fence(Ordering::Acquire);
                 let after = Control(word.load(Ordering::Relaxed));
-                // MUTANT: seqlock_no_recheck: the words are trusted without
-                // the second look at the version (breaks G1: a torn read of
-                // another key's words is taken for this key).
-                #[cfg(coalescing_mutant = "seqlock_no_recheck")]
-                return Lookup::Found(index, before);
-                #[cfg(not(coalescing_mutant = "seqlock_no_recheck"))]
                 return if after.version() == before.version() && after.is_pending() {
                     Lookup::Found(index, after)
                 } else {
@@ -295,8 +289,6 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         closed: impl Fn() -> bool,
         claim: impl FnOnce() -> Result<(), ClaimError>,
     ) -> Offer<K> {
-        #[cfg(coalescing_mutant = "reserve_before_claim")]
-        return self.mutant_reserve_before_claim(key, probe, home, tag, claim);
         let bit = self.lock_home(home);
         loop {
             match self.lookup_locked(&key, &probe, home, tag) {
@@ -331,40 +323,6 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             .store(reserved.published(tag, spilled).0, Ordering::Release);
     }
 
-    /// MUTANT: reserve_before_claim: inserts and publishes the key, lets go
-    /// of the bit, then claims, and on failure empties the entry again: a
-    /// rollback that loses any offer coalesced meanwhile (breaks I6).
-    #[cfg(coalescing_mutant = "reserve_before_claim")]
-    fn mutant_reserve_before_claim(
-        &self,
-        key: K,
-        probe: C::Probe,
-        home: usize,
-        tag: u8,
-        claim: impl FnOnce() -> Result<(), ClaimError>,
-    ) -> Offer<K> {
-        let bit = self.lock_home(home);
-        if self.lookup_locked(&key, &probe, home, tag).is_some() {
-            return Offer::Coalesced { in_flight: false };
-        }
-        let (index, spilled) = self.reserve(home);
-        self.publish(index, key, &probe, tag, spilled);
-        drop(bit);
-        match claim() {
-            Ok(()) => Offer::Inserted(index as u32),
-            Err(error) => {
-                let key = self.cells.take(index);
-                let queued = Control(self.control(index).load(Ordering::Acquire));
-                self.control(index)
-                    .store(queued.emptied().0, Ordering::Release);
-                if spilled {
-                    self.unspill(home, index);
-                }
-                Offer::Refused(key, error)
-            }
-        }
-    }
-
     /// `lookup` under the home bit, authoritative (T1): a candidate that
     /// changed while it was read is looked at again; it cannot come back
     /// holding this key without this bit, so the loop ends.
@@ -389,10 +347,6 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     /// and an insert; never across user code other than the general
     /// store's `K::eq`, an allocation or a wait).
     fn lock_home(&self, home: usize) -> InsertBit<'_> {
-        // MUTANT: insert_no_bit: inserts without the exclusion, so two
-        // offers of one new key can both insert it (breaks T1, G2).
-        #[cfg(coalescing_mutant = "insert_no_bit")]
-        return InsertBit { bit: None };
         let bit = &self.insert_bits[home];
         loop {
             if let Some(held) = self.try_lock(home) {
@@ -518,12 +472,6 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         }
     }
 
-    /// A copy of the key of the queued entry `index`, changing nothing.
-    #[cfg(coalescing_mutant = "deliver_before_remove")]
-    pub(crate) fn key_of(&self, index: u32) -> K {
-        self.cells.read(index as usize)
-    }
-
     /// Ends a lease on the entry `index` (E5, E6): `ack` removes the key
     /// unless it is dirty (then it is queued again); a nack queues it again.
     pub(crate) fn end_lease(&self, index: u32, ack: bool, key: &K) -> Ended<K> {
@@ -534,10 +482,6 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             let leased = Control(word.load(Ordering::Acquire));
             debug_assert!(leased.is_pending() && leased.is_leased());
             let dirty = leased.is(State::Dirty);
-            // MUTANT: ack_ignores_dirty: ack removes a dirty key, losing the
-            // offer absorbed while it was in flight (breaks G1).
-            #[cfg(coalescing_mutant = "ack_ignores_dirty")]
-            let dirty = false;
             if !ack || dirty {
                 // E6, a swap: only this lease's holder moves a leased entry
                 // out of E3/E4, and a racing E4 may be overwritten (the key

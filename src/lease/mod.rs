@@ -238,9 +238,6 @@ impl<Q: QueueHandle> Deref for LeaseIn<Q> {
 
 impl<Q: QueueHandle> Drop for LeaseIn<Q> {
     fn drop(&mut self) {
-        // MUTANT: drop_forgets_lease: a dropped lease does nothing, pinning
-        // its key and its slot for ever (breaks G1, G6).
-        #[cfg(not(coalescing_mutant = "drop_forgets_lease"))]
         self.end(LeaseEnd::Nack);
     }
 }

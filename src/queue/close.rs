@@ -38,9 +38,6 @@ where
         // After the increment, also when this call closed the queue: the
         // wake-up `close_only` gave came before the count changed, and a
         // `close_and_wait` that checked the count in between sleeps on.
-        // MUTANT: close_keeps_drain_waiting: no wake-up for the new count,
-        // so such a `close_and_wait` waits on for its drain.
-        #[cfg(not(coalescing_mutant = "close_keeps_drain_waiting"))]
         self.finished.notify_all();
         closed_now
     }
@@ -53,9 +50,6 @@ where
         // every refusal.
         self.closed.store(1, Ordering::Release);
         let closed_now = self.occupancy.close();
-        // MUTANT: close_without_wake: close sets the bit but wakes nobody,
-        // so blocked offerers and takers sleep on (breaks G5).
-        #[cfg(not(coalescing_mutant = "close_without_wake"))]
         if closed_now {
             self.not_full.notify_all();
             self.not_empty.notify_all();

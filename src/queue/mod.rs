@@ -116,9 +116,6 @@ where
     policy: InFlightPolicy,
     counters: Counters,
     capacity: usize,
-    /// MUTANT: deliver_before_remove: keys whose removal a take deferred.
-    #[cfg(coalescing_mutant = "deliver_before_remove")]
-    deferred: std::sync::Mutex<Vec<u32>>,
 }
 
 /// The queue with the compact key store: `CompactQueue<K, V>` is
@@ -183,8 +180,6 @@ where
             policy,
             counters: Counters::new(),
             capacity,
-            #[cfg(coalescing_mutant = "deliver_before_remove")]
-            deferred: std::sync::Mutex::new(Vec::new()),
         }
     }
 

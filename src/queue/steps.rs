@@ -210,28 +210,6 @@ where
         lease: Option<LeaseStart>,
         pops: &mut Pops<'_, K, V, S>,
     ) -> Option<(Entry<K, V>, u32)> {
-        // MUTANT: deliver_before_remove: the removals the last take deferred.
-        #[cfg(coalescing_mutant = "deliver_before_remove")]
-        {
-            // Out of the std lock before the table (a model point).
-            let deferred = core::mem::take(&mut *self.deferred.lock().unwrap());
-            for earlier in deferred {
-                drop(self.keys.take(earlier, None));
-            }
-        }
-        // MUTANT: delete_before_pop: removes the key while its index is
-        // still in the ring, so an offer can push a second copy (breaks I4, I5).
-        #[cfg(coalescing_mutant = "delete_before_pop")]
-        let removed_early = match lease {
-            Some(_) => None,
-            None => self
-                .ring
-                .mutant_peek(|head| match head {
-                    Some(Entry::Key(index)) => Some(*index),
-                    _ => None,
-                })
-                .map(|index| (index, self.keys.take(index, None))),
-        };
         let index = match self.ring.pop()? {
             Entry::Item(item) => {
                 let record = lease.map_or(u32::MAX, |lease| self.keys.start_item_lease(lease.tick));
@@ -241,10 +219,6 @@ where
             Entry::Key(index) => index,
         };
         // The key's entry changes only after the pop: keeps I4 and I5.
-        #[cfg(not(any(
-            coalescing_mutant = "delete_before_pop",
-            coalescing_mutant = "deliver_before_remove"
-        )))]
         let key = {
             // User code in the take (the key's `Clone`, `Hash` or unpack)
             // runs before the entry changes (key_table.rs, `take`): if it
@@ -254,22 +228,6 @@ where
             let key = self.keys.take(index, lease.map(|lease| lease.tick));
             put_back.disarm();
             key
-        };
-        #[cfg(coalescing_mutant = "delete_before_pop")]
-        let key = match removed_early {
-            Some((early, key)) if early == index => key,
-            _ => self.keys.take(index, lease.map(|lease| lease.tick)),
-        };
-        // MUTANT: deliver_before_remove: the key leaves the table only at
-        // the next take, after this one has returned it (breaks I5).
-        #[cfg(coalescing_mutant = "deliver_before_remove")]
-        let key = match lease {
-            Some(lease) => self.keys.take(index, Some(lease.tick)),
-            None => {
-                let key = self.keys.key_of(index);
-                self.deferred.lock().unwrap().push(index);
-                key
-            }
         };
         pops.count += 1;
         Some((Entry::Key(key), index))
@@ -283,13 +241,6 @@ where
     /// are dropped only after the slot is freed and the table left, so a
     /// `Drop` that offers into this queue finds room and no lock held.
     pub(crate) fn end_lease(&self, entry: Entry<K, V>, index: u32, end: LeaseEnd) {
-        // MUTANT: nack_after_close_lost: after close a nack drops the entry
-        // (as an ack would) instead of queueing it again (breaks G1).
-        #[cfg(coalescing_mutant = "nack_after_close_lost")]
-        let end = match end {
-            LeaseEnd::Nack if self.occupancy.load().is_closed() => LeaseEnd::Ack,
-            end => end,
-        };
         // What goes back into the ring, and what is dropped at the end.
         let (requeue, _dropped_last) = match entry {
             Entry::Key(key) => match self.end_key_lease(index, end, &key) {

@@ -46,11 +46,4 @@ impl<T> Ring<T> {
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// MUTANT: delete_before_pop: a look at the head, for the take that
-    /// removes its key before popping it.
-    #[cfg(coalescing_mutant = "delete_before_pop")]
-    pub(crate) fn mutant_peek<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
-        f(self.slots.lock().unwrap().front())
-    }
 }
