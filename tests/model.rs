@@ -5,15 +5,18 @@
 //! capacities 1 to 4, and both key stores: each test is instantiated once
 //! per store (modules `general` and `compact`, see `for_each_store!`).
 //!
-//! `MODEL_CASES` sets the number of cases per store (default 512).
+//! `MODEL_CASES` sets the number of cases per store (default 512). The
+//! model is `tests/reference/mod.rs`, shared with the fuzz targets.
+
+mod reference;
 
 use coalescing_queue::{
     Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
-    OfferError, OfferTimeoutError, Offered, TryOfferError, TryTakeError,
+    OfferError, OfferTimeoutError, TryOfferError, TryTakeError,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
-use std::collections::{HashMap, VecDeque};
+use reference::Counts;
 use std::time::Duration;
 
 type K = u8;
@@ -63,185 +66,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeyState {
-    Queued,
-    InFlight,
-    Dirty,
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Counts {
-    offered: u64,
-    enqueued: u64,
-    coalesced_queued: u64,
-    coalesced_in_flight: u64,
-    full_rejections: u64,
-    closed_rejections: u64,
-    taken: u64,
-    acked: u64,
-    nacked: u64,
-    requeued_dirty: u64,
-    high_water_mark: usize,
-}
-
-/// The plain model of the queue.
-struct Model {
-    capacity: usize,
-    policy: InFlightPolicy,
-    ring: VecDeque<E>,
-    keys: HashMap<K, KeyState>,
-    in_flight: usize,
-    closed: bool,
-    counts: Counts,
-}
-
-impl Model {
-    fn new(capacity: usize, policy: InFlightPolicy) -> Self {
-        Self {
-            capacity,
-            policy,
-            ring: VecDeque::new(),
-            keys: HashMap::new(),
-            in_flight: 0,
-            closed: false,
-            counts: Counts::default(),
-        }
-    }
-
-    fn claimed(&self) -> usize {
-        self.ring.len() + self.in_flight
-    }
-
-    fn push_new(&mut self, entry: E) {
-        self.ring.push_back(entry);
-        self.counts.enqueued += 1;
-        self.counts.high_water_mark = self.counts.high_water_mark.max(self.claimed());
-    }
-
-    /// An offer of `key` that does not wait: what `try_offer_key` returns.
-    fn offer_key(&mut self, key: K) -> Result<Offered, TryOfferError<K>> {
-        self.counts.offered += 1;
-        if self.closed {
-            self.counts.closed_rejections += 1;
-            return Err(TryOfferError::Closed(key));
-        }
-        let full = self.claimed() >= self.capacity;
-        match self.keys.get_mut(&key) {
-            Some(KeyState::Queued) => {
-                self.counts.coalesced_queued += 1;
-                Ok(Offered::Coalesced)
-            }
-            Some(state) => {
-                if self.policy == InFlightPolicy::Requeue {
-                    *state = KeyState::Dirty;
-                }
-                self.counts.coalesced_in_flight += 1;
-                Ok(Offered::Coalesced)
-            }
-            None if full => {
-                self.counts.full_rejections += 1;
-                Err(TryOfferError::Full(key))
-            }
-            None => {
-                self.keys.insert(key, KeyState::Queued);
-                self.push_new(Entry::Key(key));
-                Ok(Offered::Enqueued)
-            }
-        }
-    }
-
-    /// `true` if a blocking offer of `key` would wait (for ever, here).
-    fn offer_key_would_block(&self, key: K) -> bool {
-        !self.closed && !self.keys.contains_key(&key) && self.claimed() >= self.capacity
-    }
-
-    fn offer_item(&mut self, item: V) -> Result<(), TryOfferError<V>> {
-        self.counts.offered += 1;
-        if self.closed {
-            self.counts.closed_rejections += 1;
-            Err(TryOfferError::Closed(item))
-        } else if self.claimed() >= self.capacity {
-            self.counts.full_rejections += 1;
-            Err(TryOfferError::Full(item))
-        } else {
-            self.push_new(Entry::Item(item));
-            Ok(())
-        }
-    }
-
-    fn take(&mut self, leased: bool) -> Result<E, TryTakeError> {
-        let Some(entry) = self.ring.pop_front() else {
-            return Err(if self.closed {
-                TryTakeError::Closed
-            } else {
-                TryTakeError::Empty
-            });
-        };
-        if let Entry::Key(key) = entry {
-            if leased {
-                let state = self.keys.get_mut(&key).expect("a queued key is in the map");
-                assert_eq!(*state, KeyState::Queued, "model: a queued key");
-                *state = KeyState::InFlight;
-            } else {
-                assert_eq!(self.keys.remove(&key), Some(KeyState::Queued));
-            }
-        }
-        if leased {
-            self.in_flight += 1;
-        }
-        self.counts.taken += 1;
-        Ok(entry)
-    }
-
-    fn end_lease(&mut self, entry: E, ack: bool) {
-        self.in_flight -= 1;
-        let requeue = match (entry, ack) {
-            (Entry::Key(key), true) => {
-                let state = self.keys[&key];
-                if state == KeyState::Dirty {
-                    self.keys.insert(key, KeyState::Queued);
-                    self.counts.requeued_dirty += 1;
-                    true
-                } else {
-                    self.keys.remove(&key);
-                    false
-                }
-            }
-            (Entry::Key(key), false) => {
-                self.keys.insert(key, KeyState::Queued);
-                true
-            }
-            (Entry::Item(_), ack) => !ack,
-        };
-        if requeue {
-            self.ring.push_back(entry);
-        }
-        if ack {
-            self.counts.acked += 1;
-        } else {
-            self.counts.nacked += 1;
-        }
-    }
-
-    /// `take_batch` with a zero linger; `None` if it would block for ever.
-    fn take_batch(&mut self, max: usize, leased: bool) -> Option<Vec<E>> {
-        if max == 0 {
-            return Some(Vec::new());
-        }
-        if self.ring.is_empty() && !self.closed {
-            return None;
-        }
-        let mut out = Vec::new();
-        while out.len() < max {
-            match self.take(leased) {
-                Ok(entry) => out.push(entry),
-                Err(_) => break,
-            }
-        }
-        Some(out)
-    }
-}
+/// The shared reference model, on this test's key and item types.
+type Model = reference::Model<K, V>;
 
 fn timeout_error<T>(error: TryOfferError<T>) -> OfferTimeoutError<T> {
     match error {
@@ -260,7 +86,7 @@ fn check_state<S: KeyStore<K>>(
     prop_assert_eq!(q.is_empty(), m.ring.is_empty(), "is_empty");
     prop_assert_eq!(q.in_flight(), m.in_flight, "in_flight");
     prop_assert_eq!(leases.len(), m.in_flight, "leases held by the test");
-    prop_assert_eq!(q.is_full(), m.claimed() >= m.capacity, "is_full");
+    prop_assert_eq!(q.is_full(), m.is_full(), "is_full");
     prop_assert_eq!(q.is_closed(), m.closed, "is_closed");
     prop_assert_eq!(q.pending_keys(), m.keys.len(), "pending_keys");
     prop_assert_eq!(q.claimed_slots(), m.claimed(), "claimed_slots");
@@ -278,20 +104,9 @@ fn check_state<S: KeyStore<K>>(
 
 fn check_counts<S: KeyStore<K>>(q: &Q<S>, m: &Model) -> Result<(), TestCaseError> {
     let s = q.stats();
-    let real = Counts {
-        offered: s.offered,
-        enqueued: s.enqueued,
-        coalesced_queued: s.coalesced_queued,
-        coalesced_in_flight: s.coalesced_in_flight,
-        full_rejections: s.full_rejections,
-        closed_rejections: s.closed_rejections,
-        taken: s.taken,
-        acked: s.acked,
-        nacked: s.nacked,
-        requeued_dirty: s.requeued_dirty,
-        high_water_mark: s.high_water_mark,
-    };
+    let real = Counts::of(&s);
     prop_assert_eq!(&real, &m.counts);
+    prop_assert_eq!(s.offered, m.counts.offered());
     prop_assert_eq!(s.queued, m.ring.len());
     prop_assert_eq!(s.in_flight, m.in_flight);
     prop_assert_eq!(s.oldest_lease_age.is_some(), m.in_flight > 0);
@@ -319,7 +134,7 @@ fn run<S: KeyStore<K> + Default>(
                 prop_assert_eq!(q.try_offer_key(key), m.offer_key(key));
             }
             Op::OfferKey(key) => {
-                if m.offer_key_would_block(key) {
+                if !m.offer_key_ready(key) {
                     continue;
                 }
                 let expected = m.offer_key(key).map_err(|e| OfferError(e.into_inner()));
@@ -374,8 +189,7 @@ fn run<S: KeyStore<K> + Default>(
                 m.end_lease(entry, matches!(op, Op::Ack(_)));
             }
             Op::Close => {
-                let expected = !m.closed;
-                m.closed = true;
+                let expected = m.close();
                 prop_assert_eq!(q.close(), expected);
             }
             Op::TakeBatch(max) => {
@@ -426,8 +240,7 @@ fn run<S: KeyStore<K> + Default>(
     check_counts(&q, &m)?;
 
     // Wind down: close, end every lease with a nack (drop), drain.
-    let expected = !m.closed;
-    m.closed = true;
+    let expected = m.close();
     prop_assert_eq!(q.close(), expected);
     for (lease, entry) in leases.drain(..).zip(leased.drain(..)) {
         drop(lease);

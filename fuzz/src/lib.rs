@@ -22,7 +22,10 @@ use coalescing_queue::{
     Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
     LeaseBatch, OfferTimeoutError, Offered, TakeTimeoutError, TryOfferError, TryTakeError,
 };
-use std::collections::{HashMap, VecDeque};
+
+#[path = "../../tests/reference/mod.rs"]
+mod reference;
+use reference::Counts;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -163,197 +166,9 @@ pub fn run_input(input: &Input) {
 
 type E = Entry<u8, u32>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeyState {
-    Queued,
-    InFlight,
-    InFlightDirty,
-}
-
-/// The model's counters, named as in `Stats`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Counts {
-    enqueued: u64,
-    coalesced_queued: u64,
-    coalesced_in_flight: u64,
-    full_rejections: u64,
-    closed_rejections: u64,
-    taken: u64,
-    acked: u64,
-    nacked: u64,
-    requeued_dirty: u64,
-}
-
-/// The plain model of one queue.
-struct Model {
-    capacity: usize,
-    policy: InFlightPolicy,
-    ring: VecDeque<E>,
-    keys: HashMap<u8, KeyState>,
-    /// Leased entries not yet ended (their order is the harness's `held`).
-    in_flight: usize,
-    closed: bool,
-    counts: Counts,
-    high_water_mark: usize,
-    next_item: u32,
-}
-
-/// What a key offer does to the model.
-enum OfferOutcome {
-    Ok(Offered),
-    Full,
-    Closed,
-}
-
-impl Model {
-    fn new(capacity: usize, policy: InFlightPolicy) -> Self {
-        Self {
-            capacity,
-            policy,
-            ring: VecDeque::new(),
-            keys: HashMap::new(),
-            in_flight: 0,
-            closed: false,
-            counts: Counts::default(),
-            high_water_mark: 0,
-            next_item: 0,
-        }
-    }
-
-    fn claimed(&self) -> usize {
-        self.ring.len() + self.in_flight
-    }
-
-    fn is_full(&self) -> bool {
-        self.claimed() >= self.capacity
-    }
-
-    /// Would a key offer return at once (not wait for room)?
-    fn offer_key_ready(&self, key: u8) -> bool {
-        self.closed || self.keys.contains_key(&key) || !self.is_full()
-    }
-
-    /// Would a take return at once (an entry, or closed and drained)?
-    fn take_ready(&self) -> bool {
-        self.closed || !self.ring.is_empty()
-    }
-
-    fn claim(&mut self, entry: E) {
-        self.ring.push_back(entry);
-        self.counts.enqueued += 1;
-        self.high_water_mark = self.high_water_mark.max(self.claimed());
-    }
-
-    fn offer_key(&mut self, key: u8) -> OfferOutcome {
-        if self.closed {
-            self.counts.closed_rejections += 1;
-            return OfferOutcome::Closed;
-        }
-        let full = self.is_full();
-        match self.keys.get_mut(&key) {
-            Some(KeyState::Queued) => {
-                self.counts.coalesced_queued += 1;
-                OfferOutcome::Ok(Offered::Coalesced)
-            }
-            Some(state) => {
-                if self.policy == InFlightPolicy::Requeue {
-                    *state = KeyState::InFlightDirty;
-                }
-                self.counts.coalesced_in_flight += 1;
-                OfferOutcome::Ok(Offered::Coalesced)
-            }
-            None if full => {
-                self.counts.full_rejections += 1;
-                OfferOutcome::Full
-            }
-            None => {
-                self.keys.insert(key, KeyState::Queued);
-                self.claim(Entry::Key(key));
-                OfferOutcome::Ok(Offered::Enqueued)
-            }
-        }
-    }
-
-    fn offer_item(&mut self, item: u32) -> OfferOutcome {
-        if self.closed {
-            self.counts.closed_rejections += 1;
-            OfferOutcome::Closed
-        } else if self.is_full() {
-            self.counts.full_rejections += 1;
-            OfferOutcome::Full
-        } else {
-            self.claim(Entry::Item(item));
-            OfferOutcome::Ok(Offered::Enqueued)
-        }
-    }
-
-    fn fresh_item(&mut self) -> u32 {
-        self.next_item += 1;
-        self.next_item
-    }
-
-    fn take(&mut self, leased: bool) -> Result<E, TryTakeError> {
-        let Some(entry) = self.ring.pop_front() else {
-            // With leases out the ring may be empty for good (until a nack):
-            // a take reports Closed as soon as nothing is queued after close.
-            return Err(if self.closed {
-                TryTakeError::Closed
-            } else {
-                TryTakeError::Empty
-            });
-        };
-        if let Entry::Key(key) = entry {
-            if leased {
-                let state = self.keys.get_mut(&key).expect("a queued key is in the map");
-                assert_eq!(*state, KeyState::Queued, "model: queued key {key} not Queued");
-                *state = KeyState::InFlight;
-            } else {
-                self.keys.remove(&key);
-            }
-        }
-        if leased {
-            self.in_flight += 1;
-        }
-        self.counts.taken += 1;
-        Ok(entry)
-    }
-
-    fn end_lease(&mut self, entry: E, ack: bool) {
-        assert!(self.in_flight > 0, "model: ending a lease with none out");
-        self.in_flight -= 1;
-        let requeue = match (entry, ack) {
-            (Entry::Key(key), true) => {
-                let state = self.keys.get(&key).copied();
-                match state {
-                    Some(KeyState::InFlightDirty) => {
-                        self.keys.insert(key, KeyState::Queued);
-                        self.counts.requeued_dirty += 1;
-                        true
-                    }
-                    Some(KeyState::InFlight) => {
-                        self.keys.remove(&key);
-                        false
-                    }
-                    other => panic!("model: leased key {key} in state {other:?}"),
-                }
-            }
-            (Entry::Key(key), false) => {
-                self.keys.insert(key, KeyState::Queued);
-                true
-            }
-            (Entry::Item(_), true) => false,
-            (Entry::Item(_), false) => true,
-        };
-        if ack {
-            self.counts.acked += 1;
-        } else {
-            self.counts.nacked += 1;
-        }
-        if requeue {
-            self.ring.push_back(entry);
-        }
-    }
-}
+/// The shared reference model (the proptest's too), on this harness's
+/// key and item types.
+type Model = reference::Model<u8, u32>;
 
 /// The harness: the queue (on key store `S`), the model, the leases held
 /// and a trace for failure messages.
@@ -363,6 +178,8 @@ struct Harness<'q, S: KeyStore<u8>> {
     key_space: u8,
     /// Leases held, with the entry the model says each holds.
     held: Vec<(Lease<'q, u8, u32, S>, E)>,
+    /// The last item number handed out: items are 1, 2, 3, ...
+    next_item: u32,
     trace: String,
 }
 
@@ -396,35 +213,21 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         raw % self.key_space
     }
 
+    /// Compares an offer's result, `(is_full, value handed back)` for an
+    /// error, with the model's.
     fn offer_key_result(&mut self, key: u8, result: Result<Offered, (bool, u8)>, what: &str) {
-        // `(is_full, value handed back)` for an error.
-        let expected = self.m.offer_key(key);
-        match (result, expected) {
-            (Ok(got), OfferOutcome::Ok(want)) => check_eq!(self, got, want, what),
-            (Err((true, back)), OfferOutcome::Full) => check_eq!(self, back, key, what),
-            (Err((false, back)), OfferOutcome::Closed) => check_eq!(self, back, key, what),
-            (got, want) => check!(
-                self,
-                false,
-                "{what}({key}): queue gave {got:?}, model expected {}",
-                describe(&want)
-            ),
-        }
+        let expected = self.m.offer_key(key).map_err(try_offer_parts);
+        check_eq!(self, result, expected, format!("{what}({key})"));
     }
 
     fn offer_item_result(&mut self, item: u32, result: Result<(), (bool, u32)>, what: &str) {
-        let expected = self.m.offer_item(item);
-        match (result, expected) {
-            (Ok(()), OfferOutcome::Ok(_)) => {}
-            (Err((true, back)), OfferOutcome::Full) => check_eq!(self, back, item, what),
-            (Err((false, back)), OfferOutcome::Closed) => check_eq!(self, back, item, what),
-            (got, want) => check!(
-                self,
-                false,
-                "{what}({item}): queue gave {got:?}, model expected {}",
-                describe(&want)
-            ),
-        }
+        let expected = self.m.offer_item(item).map_err(try_offer_parts);
+        check_eq!(self, result, expected, format!("{what}(item {item})"));
+    }
+
+    fn fresh_item(&mut self) -> u32 {
+        self.next_item += 1;
+        self.next_item
     }
 
     fn take_result(&mut self, got: Result<E, TryTakeError>, leased: bool, what: &str) {
@@ -474,13 +277,13 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
                 self.offer_key_result(key, result, "offer_key_timeout");
             }
             Op::OfferItem => {
-                let item = self.m.fresh_item();
+                let item = self.fresh_item();
                 self.note(format_args!("try_offer(item {item})"));
                 let result = q.try_offer(item).map_err(try_offer_parts);
                 self.offer_item_result(item, result, "try_offer");
             }
             Op::OfferItemTimeout => {
-                let item = self.m.fresh_item();
+                let item = self.fresh_item();
                 self.note(format_args!("offer_timeout(item {item}, 0)"));
                 let result = q
                     .offer_timeout(item, Duration::ZERO)
@@ -557,7 +360,12 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
                 }
                 check_eq!(self, batch.len(), want.len(), "take_batch_leased's len");
                 check_eq!(self, batch.is_empty(), want.is_empty(), "batch is_empty");
-                check_eq!(self, batch.entries(), &want[..], "take_batch_leased's entries");
+                check_eq!(
+                    self,
+                    batch.entries(),
+                    &want[..],
+                    "take_batch_leased's entries"
+                );
                 let iterated: Vec<E> = batch.iter().copied().collect();
                 check_eq!(self, &iterated, &want, "LeaseBatch::iter");
                 self.end_batch(batch, want, end);
@@ -565,13 +373,13 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
             Op::Close => {
                 self.note("close()");
                 let closed_now = q.close();
-                check_eq!(self, closed_now, !self.m.closed, "close()'s return");
-                self.m.closed = true;
+                let expected = self.m.close();
+                check_eq!(self, closed_now, expected, "close()'s return");
             }
             Op::CloseAndWait => {
                 self.note("close_and_wait(0)");
                 let finished = q.close_and_wait(Duration::ZERO);
-                self.m.closed = true;
+                self.m.close();
                 check_eq!(self, finished, self.m.claimed() == 0, "close_and_wait(0)");
             }
         }
@@ -646,11 +454,20 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         check_eq!(self, q.len(), m.ring.len(), "len()");
         check_eq!(self, q.is_empty(), m.ring.is_empty(), "is_empty()");
         check_eq!(self, q.in_flight(), m.in_flight, "in_flight()");
-        check_eq!(self, self.held.len(), m.in_flight, "leases held vs model in flight");
+        check_eq!(
+            self,
+            self.held.len(),
+            m.in_flight,
+            "leases held vs model in flight"
+        );
         check_eq!(self, q.is_full(), m.is_full(), "is_full()");
         check_eq!(self, q.is_closed(), m.closed, "is_closed()");
         check_eq!(self, q.claimed_slots(), m.claimed(), "claimed_slots()");
-        check!(self, q.claimed_slots() <= q.capacity(), "claimed above capacity (G3)");
+        check!(
+            self,
+            q.claimed_slots() <= q.capacity(),
+            "claimed above capacity (G3)"
+        );
         check_eq!(self, q.pending_keys(), m.keys.len(), "pending_keys()");
         for key in 0..self.key_space {
             check_eq!(
@@ -661,12 +478,6 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
             );
         }
         let s = q.stats();
-        let c = &m.counts;
-        let offered = c.enqueued
-            + c.coalesced_queued
-            + c.coalesced_in_flight
-            + c.full_rejections
-            + c.closed_rejections;
         // Keys are queued at most once (G2) and pending at most once queued
         // plus once in flight: the map holds one state per key.
         let queued_keys = m.ring.iter().filter(|e| e.is_key()).count();
@@ -676,23 +487,16 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
             .filter_map(Entry::key)
             .collect::<std::collections::HashSet<_>>()
             .len();
-        check_eq!(self, queued_keys, queued_distinct, "model: one queued copy per key");
-        let got = Counts {
-            enqueued: s.enqueued,
-            coalesced_queued: s.coalesced_queued,
-            coalesced_in_flight: s.coalesced_in_flight,
-            full_rejections: s.full_rejections,
-            closed_rejections: s.closed_rejections,
-            taken: s.taken,
-            acked: s.acked,
-            nacked: s.nacked,
-            requeued_dirty: s.requeued_dirty,
-        };
-        check_eq!(self, &got, c, "stats() counters");
-        check_eq!(self, s.offered, offered, "stats().offered");
+        check_eq!(
+            self,
+            queued_keys,
+            queued_distinct,
+            "model: one queued copy per key"
+        );
+        check_eq!(self, &Counts::of(&s), &m.counts, "stats() counters");
+        check_eq!(self, s.offered, m.counts.offered(), "stats().offered");
         check_eq!(self, s.queued, m.ring.len(), "stats().queued");
         check_eq!(self, s.in_flight, m.in_flight, "stats().in_flight");
-        check_eq!(self, s.high_water_mark, m.high_water_mark, "stats().high_water_mark");
         check_eq!(
             self,
             s.oldest_lease_age.is_some(),
@@ -723,13 +527,33 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         self.check_state();
         check_eq!(self, self.q.len(), 0, "len() after draining");
         check_eq!(self, self.q.in_flight(), 0, "in_flight() after draining");
-        check_eq!(self, self.q.pending_keys(), 0, "pending_keys() after draining (G6)");
-        check_eq!(self, self.q.claimed_slots(), 0, "claimed_slots() after draining (G6)");
+        check_eq!(
+            self,
+            self.q.pending_keys(),
+            0,
+            "pending_keys() after draining (G6)"
+        );
+        check_eq!(
+            self,
+            self.q.claimed_slots(),
+            0,
+            "claimed_slots() after draining (G6)"
+        );
         // Closed and finished: every take reports Closed, every offer fails.
         self.note("close_and_wait(0) after draining");
-        check_eq!(self, self.q.close_and_wait(Duration::ZERO), true, "close_and_wait(0)");
-        self.m.closed = true;
-        check_eq!(self, self.q.try_take(), Err(TryTakeError::Closed), "try_take after all");
+        check_eq!(
+            self,
+            self.q.close_and_wait(Duration::ZERO),
+            true,
+            "close_and_wait(0)"
+        );
+        self.m.close();
+        check_eq!(
+            self,
+            self.q.try_take(),
+            Err(TryTakeError::Closed),
+            "try_take after all"
+        );
         check_eq!(
             self,
             self.q.take_batch(&mut Vec::new(), 4, Duration::ZERO),
@@ -737,19 +561,15 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
             "take_batch after all"
         );
         let batch = self.q.take_batch_leased(4, Duration::ZERO);
-        check!(self, batch.is_empty(), "take_batch_leased after all is not empty");
+        check!(
+            self,
+            batch.is_empty(),
+            "take_batch_leased after all is not empty"
+        );
         drop(batch);
         let result = self.q.try_offer_key(0).map_err(try_offer_parts);
         self.offer_key_result(0, result, "try_offer_key after all");
         self.check_state();
-    }
-}
-
-fn describe(outcome: &OfferOutcome) -> String {
-    match outcome {
-        OfferOutcome::Ok(offered) => format!("Ok({offered:?})"),
-        OfferOutcome::Full => "Full(value)".into(),
-        OfferOutcome::Closed => "Closed(value)".into(),
     }
 }
 
@@ -798,6 +618,7 @@ fn run_on<S: KeyStore<u8> + Default>(
         m: Model::new(capacity, policy),
         key_space: key_space.max(1),
         held: Vec::new(),
+        next_item: 0,
         trace: format!("queue: {store} store, capacity {capacity}, {policy:?}; ops applied:\n"),
     };
     check_eq!(h, q.in_flight_policy(), policy, "in_flight_policy()");
