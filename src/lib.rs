@@ -138,7 +138,7 @@
 //! every entry once, to find the oldest lease.
 //!
 //! The protocol behind these (the order of every step, and why) is in
-//! `DESIGN.md`; every race in it is model-checked with loom, and each rule
+//! [`design`]; every race in it is model-checked with loom, and each rule
 //! has a deliberately broken variant that the models must catch.
 //!
 //! # Leases: in-flight keys
@@ -299,6 +299,12 @@ pub use queue::producer::Producer;
 pub use queue::DefaultHasher;
 pub use queue::{CoalescingQueue, CompactQueue, DefaultHashBuilder};
 pub use stats::Stats;
+
+/// How the crate is built and why: the problem, the parts, the protocol
+/// step by step with every memory ordering, the guarantees, how they are
+/// verified, and what was measured. (The repository's `DESIGN.md`.)
+#[doc = include_str!("../DESIGN.md")]
+pub mod design {}
 
 /// The README's example is compiled and run with the doc tests.
 #[cfg(doctest)]

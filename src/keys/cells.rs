@@ -1,6 +1,6 @@
 //! How a key sits in a key-table entry: the two key stores.
 //!
-//! The table (`key_table.rs`) owns the entries' control words and the
+//! The table (`table.rs`) owns the entries' control words and the
 //! protocol on them; a `Cells` type owns what holds each entry's key:
 //!
 //! * [`PackedCells`], the compact store ([`Compact`](crate::Compact)), for
@@ -25,7 +25,7 @@ use std::sync::PoisonError;
 /// stores of this file only.
 ///
 /// Every method with an `index` is called only by a thread that may touch
-/// that entry's key at that point of the protocol (key_table.rs, E1-E7):
+/// that entry's key at that point of the protocol (table.rs, E1-E7):
 /// `write` by the owner of a `Reserved` entry; `take`, `read` and `clear`
 /// by the owner of a popped or leased entry; `matches` by anyone.
 pub trait Cells<K> {

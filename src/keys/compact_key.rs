@@ -1,6 +1,6 @@
 //! `CompactKey`: keys that are plain data, packed into at most four 64-bit
 //! words so that the compact key store can keep them in atomics and answer
-//! a duplicate offer with loads alone (`key_table.rs`, `cells.rs`).
+//! a duplicate offer with loads alone (`table.rs`, `cells.rs`).
 //!
 //! A key is written field by field into a [`Packer`] and read back in the
 //! same order from an [`Unpacker`]; each field takes exactly its
@@ -16,7 +16,7 @@ pub(crate) const MAX_WORDS: usize = 4;
 /// compact key store ([`Compact`](crate::Compact)).
 ///
 /// Implemented for the integers, `bool`, `char`, arrays and tuples of
-/// them. For a struct of such fields, [`compact_key!`](crate::keys::compact_key)
+/// them. For a struct of such fields, [`compact_key!`](crate::compact_key!)
 /// writes the impl in one line:
 ///
 /// ```

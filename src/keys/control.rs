@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The transitions, who makes them and how, are the table of DESIGN.md
-//! section 3 ("The key table's entry word"); `key_table.rs` cites them as
+//! section 3 ("The key table's entry word"); `table.rs` cites them as
 //! E1-E7.
 
 /// What an entry holds.
@@ -110,7 +110,7 @@ impl Control {
     }
 
     /// Whether the key lives past its home bucket (its removal lowers the
-    /// overflow counts it raised, `key_table.rs` T2).
+    /// overflow counts it raised, `table.rs` T2).
     pub(crate) fn is_spilled(self) -> bool {
         self.0 & SPILLED != 0
     }

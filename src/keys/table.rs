@@ -513,7 +513,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 };
                 // User code after the change (`K::hash`): if it panics,
                 // the caller still finishes the removal (`end_lease` in
-                // queue.rs), and the overflow counts stay raised (lookups
+                // queue/steps.rs), and the overflow counts stay raised (lookups
                 // walk further, nothing worse).
                 if leased.is_spilled() {
                     self.unspill(self.home_and_tag(self.cells.probe(key).0).0, index);

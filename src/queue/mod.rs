@@ -1,7 +1,8 @@
-//! `CoalescingQueue`: its state, its invariants and the protocol's steps.
-//!
-//! The public offer and take forms live in `offer.rs` and `take.rs`; they
-//! are thin loops around the single attempts defined here.
+//! The queue: `CoalescingQueue`, its state and invariants (I1-I6), how it
+//! is built, and what it tells about itself. Its fields are private to this
+//! module: the protocol's steps (`steps.rs`), closing (`close.rs`) and the
+//! public offer and take forms (`offer.rs`, `take.rs`, `take_leased.rs`),
+//! thin loops around those steps, are its submodules.
 
 pub(crate) mod builder;
 mod close;
@@ -64,7 +65,7 @@ pub type DefaultHasher = DefaultHashBuilder;
 // * `ring`: entries in FIFO order (a queued key as the index of its `keys`
 //   entry); linearizable on its own.
 // * `keys`: one entry per key queued or in flight, the key's only copy,
-//   changed by the transitions E1-E7 of `key_table.rs`.
+//   changed by the transitions E1-E7 of `keys/table.rs`.
 // * `occupancy`: claimed slots, in-flight count and the closed bit, in one
 //   atomic word (see `occupancy.rs`).
 // * `closed`: a read-mostly copy of the closed bit, for the duplicate path.

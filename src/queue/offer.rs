@@ -1,7 +1,7 @@
 //! The offer forms: try, blocking, timeout, deadline and async, for keys
 //! and items.
 //!
-//! Each is a loop around one attempt from `queue.rs`; only the final outcome
+//! Each is a loop around one attempt from `steps.rs`; only the final outcome
 //! of a call is counted in the stats.
 
 use crate::entry::Offered;

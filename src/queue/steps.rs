@@ -221,7 +221,7 @@ where
         // The key's entry changes only after the pop: keeps I4 and I5.
         let key = {
             // User code in the take (the key's `Clone`, `Hash` or unpack)
-            // runs before the entry changes (key_table.rs, `take`): if it
+            // runs before the entry changes (keys/table.rs, `take`): if it
             // panics, the entry is still queued, so its index goes back
             // into the ring (at the tail; its claim is still held, I2).
             let put_back = Undo::new(|| self.push(Entry::Key(index)));

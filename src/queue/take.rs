@@ -1,6 +1,6 @@
 //! The take forms: try, blocking, timeout, deadline, async and batch.
 //!
-//! Each loops around `attempt_take` from `queue.rs`; the leased forms in
+//! Each loops around `attempt_take` from `steps.rs`; the leased forms in
 //! `take_leased.rs` use the same loops with `leased = true`.
 
 use crate::entry::Entry;
