@@ -385,7 +385,7 @@ impl Model {
                     && (since >= self.max_wait
                         || self
                             .last_status
-                            .is_none_or(|s| now.saturating_duration_since(s) >= self.quiet))
+                            .map_or(true, |s| now.saturating_duration_since(s) >= self.quiet))
             }
         };
         if due {
