@@ -40,6 +40,20 @@ impl<'q, K, V, S: KeyStore<K>> Pops<'q, K, V, S> {
     }
 }
 
+impl<K, V, S: KeyStore<K>> Pops<'_, K, V, S> {
+    /// Counts the pops; returns how many. The normal end of a take: the
+    /// `Drop` below runs only if the take unwinds.
+    #[inline(always)]
+    fn finish(self) -> usize {
+        let (queue, leased, count) = (self.queue, self.leased, self.count);
+        core::mem::forget(self);
+        if count > 0 {
+            queue.account_taken(leased, count);
+        }
+        count
+    }
+}
+
 impl<K, V, S: KeyStore<K>> Drop for Pops<'_, K, V, S> {
     fn drop(&mut self) {
         if self.count > 0 {
@@ -118,6 +132,7 @@ where
     }
 
     /// Pushes an entry whose claim is held, then wakes one taker.
+    #[inline(always)]
     fn push(&self, entry: Entry<u32, V>) {
         if self.ring.push(entry).is_err() {
             unreachable!("the ring had no room for a claimed slot (breaks I2)");
@@ -143,7 +158,7 @@ where
     ) -> Result<(Entry<K, V>, u32), TryTakeError> {
         let mut pops = Pops::new(self, lease.is_some());
         let taken = self.pop_one(lease, &mut pops);
-        drop(pops);
+        pops.finish();
         taken.ok_or_else(|| self.why_empty())
     }
 
@@ -168,8 +183,7 @@ where
                 indexes.push(index);
             }
         }
-        let taken = pops.count;
-        drop(pops);
+        let taken = pops.finish();
         if taken == 0 {
             return Err(self.why_empty());
         }
@@ -188,6 +202,7 @@ where
     /// After `count` pops: a leased take counts them in flight (keeping
     /// their claims); a plain take releases their claims and wakes as many
     /// blocked offerers. Always after the pops: keeps I3.
+    #[inline(always)]
     fn account_taken(&self, leased: bool, count: usize) {
         let after = if leased {
             self.occupancy.lease_many(count)

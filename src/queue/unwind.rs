@@ -19,10 +19,12 @@ impl<F: FnOnce()> Undo<F> {
         Self { undo: Some(undo) }
     }
 
-    /// The step completed: nothing to undo.
+    /// The step completed: nothing to undo. (Forgotten, not dropped, so
+    /// that the normal path has no drop glue to call; `F` captures only
+    /// references and copies.)
     #[inline(always)]
-    pub(crate) fn disarm(mut self) {
-        self.undo = None;
+    pub(crate) fn disarm(self) {
+        core::mem::forget(self);
     }
 }
 
