@@ -54,6 +54,15 @@ pub type OwnedLeaseBatch<K, V, S = DefaultHashBuilder> =
 /// # let q = coalescing_queue::CoalescingQueue::<u32, String>::new(4);
 /// q.take_batch_leased(8, std::time::Duration::ZERO); // error: unused `LeaseBatchIn`
 /// ```
+///
+/// So is every future the crate returns (a future does nothing unless it
+/// is awaited):
+///
+/// ```compile_fail
+/// # #![deny(warnings)]
+/// # let q = std::sync::Arc::new(coalescing_queue::CoalescingQueue::<u32, String>::new(4));
+/// q.take_batch_leased_owned_async(8, std::time::Duration::ZERO); // error: unused `Future`
+/// ```
 #[must_use = "dropping a leased batch nacks every entry in it"]
 pub struct LeaseBatchIn<Q: QueueHandle> {
     pub(crate) queue: Q,
