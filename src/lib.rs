@@ -167,9 +167,13 @@
 //!   of the shared counts: the form for a sender that sends in batches.
 //!   `*_timeout` bounds the wait for the first entry.
 //! * **Async** (`*_async`): the same, as futures, on any executor (the
-//!   batch linger runs on `futures-timer`). Every take future is
-//!   cancel-safe: dropped, it loses nothing (a leased batch future nacks
-//!   what it held).
+//!   batch linger runs on `futures-timer`). Every take future loses
+//!   nothing when dropped: the single takes are cancel-safe (an entry is
+//!   taken only in the poll that returns it), `take_batch_async` leaves
+//!   what it took in your `Vec`, and a leased batch future dropped while it
+//!   lingers nacks what it held (those entries go back to the tail, and
+//!   count as nacked): in a `select!` loop, prefer `take_batch_async`, or
+//!   a linger shorter than the other arms' period.
 //! * **Owned** (`*_owned`, on `Arc<CoalescingQueue>`): the lease or batch
 //!   holds an `Arc` of the queue, so it is `'static` and can move into a
 //!   spawned task or another thread (the send task of an async sender);

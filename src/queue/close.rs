@@ -4,6 +4,7 @@ use super::CoalescingQueue;
 use crate::keys::KeyStore;
 use crate::sync::Ordering;
 use crate::wait::{self, Step};
+use core::future::Future;
 use std::time::{Duration, Instant};
 
 impl<K, V, S> CoalescingQueue<K, V, S>
@@ -97,7 +98,8 @@ where
 
     /// The async form of [`close_and_wait`](Self::close_and_wait), without
     /// a timeout (wrap it in your runtime's timeout): `true` once drained,
-    /// `false` if [`close`](Self::close) was called meanwhile.
+    /// `false` if [`close`](Self::close) was called meanwhile. The queue is
+    /// closed by this call itself, not at the future's first poll.
     ///
     /// # Cancel safety
     ///
@@ -111,10 +113,11 @@ where
     /// q.try_take_leased().unwrap().ack();
     /// assert!(futures_lite::future::block_on(q.close_and_wait_async()));
     /// ```
-    pub async fn close_and_wait_async(&self) -> bool {
+    pub fn close_and_wait_async(&self) -> impl Future<Output = bool> + '_ {
+        // Closed now, when called, not at the first poll.
         let closes = self.closes.load(Ordering::SeqCst);
         self.close_only();
-        wait::wait_async(&self.finished, (), |()| self.drain_step(closes)).await
+        wait::wait_async(&self.finished, (), move |()| self.drain_step(closes))
     }
 
     /// One check of a drain: finished (`true`), abandoned by a `close`

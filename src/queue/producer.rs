@@ -18,7 +18,10 @@ use std::sync::Arc;
 /// Closing by the last producer is [`close`](CoalescingQueue::close)
 /// except that it does not abandon a running
 /// [`close_and_wait`](CoalescingQueue::close_and_wait). Producers made
-/// after the last one was dropped offer into a closed queue.
+/// after the last one was dropped offer into a closed queue. So keep each
+/// producer for as long as it produces: a temporary one
+/// (`q.producer().offer_key(k)`) is the last, and closes the queue at the
+/// end of that statement.
 ///
 /// ```
 /// use coalescing_queue::CoalescingQueue;

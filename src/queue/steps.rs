@@ -22,8 +22,8 @@ pub(crate) enum Attempt<T, R> {
 }
 
 /// The entries one take or batch has popped, not yet in the shared counts:
-/// counted when this is dropped (after the last pop, I3), also when user
-/// code panics half way through a batch, so that no claim is leaked.
+/// counted by `finish` after the last pop (I3), or by `Drop` if user code
+/// panics half way through a batch, so that no claim is leaked.
 pub(crate) struct Pops<'q, K, V, S: KeyStore<K>> {
     queue: &'q CoalescingQueue<K, V, S>,
     leased: bool,

@@ -6,7 +6,7 @@
 //! or after it has finished; where a step has already popped or removed
 //! something when user code runs, an `Undo` finishes or reverts it during
 //! the unwinding, so that a panic never leaks a claim, pins a key or loses
-//! a queued entry (DESIGN.md section 6).
+//! a queued entry (DESIGN.md section 3, "Panics in user code").
 
 /// Runs `undo` when dropped, unless [`disarm`](Self::disarm)ed first: on
 /// the path where the step it guards unwound.

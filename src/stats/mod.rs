@@ -51,7 +51,7 @@ pub struct Stats {
     /// Key offers absorbed by a queued copy of the same key.
     pub coalesced_queued: u64,
     /// Key offers absorbed by an in-flight copy (marked for requeue under
-    /// `InFlightPolicy::Requeue`, dropped under `InFlightPolicy::Drop`).
+    /// `InFlightPolicy::Requeue`, dropped under `InFlightPolicy::Absorb`).
     pub coalesced_in_flight: u64,
     /// Offers refused because the queue was full (`Full` or `Timeout`).
     pub full_rejections: u64,

@@ -23,7 +23,8 @@ pub(crate) use lock_free::Ring;
 /// `concurrent-queue`'s bounded queue, the same Vyukov ring as `ArrayQueue`
 /// but built on loom's atomics and cells, so loom explores the ring's own
 /// steps (slot stamps, head and tail) against the protocol's, not just one
-/// step per push or pop. Slower; `scripts/loom` runs a few models with it.
+/// step per push or pop. Slower; `scripts/loom --ring` runs all models but
+/// three with it.
 #[cfg(coalescing_loom_ring = "concurrent_queue")]
 mod lock_free {
     use concurrent_queue::ConcurrentQueue;
