@@ -2,32 +2,10 @@
 //! word"), on its real atomics: the compact store's optimistic read and the
 //! insert bit. Each model asserts after the join what the rule guarantees.
 
-use crate::common::model;
+use crate::common::{model, model_at, SameHash};
 use coalescing_queue::{Builder, CoalescingQueue, Compact, Offered};
-use core::hash::{BuildHasher, Hasher};
 use loom::sync::Arc;
 use loom::thread;
-
-/// Sends every key to one home bucket with one tag: the table must tell keys
-/// apart by their words alone, and a new key reuses the entry just emptied.
-#[derive(Clone, Copy, Default)]
-struct SameHash;
-
-impl BuildHasher for SameHash {
-    type Hasher = Zero;
-    fn build_hasher(&self) -> Zero {
-        Zero
-    }
-}
-
-struct Zero;
-
-impl Hasher for Zero {
-    fn finish(&self) -> u64 {
-        0
-    }
-    fn write(&mut self, _: &[u8]) {}
-}
 
 /// Two offers of one new key at once (T1): exactly one inserts it and the
 /// other is coalesced, both `Ok`; one copy is queued and delivered.
@@ -99,6 +77,55 @@ fn torn_read_vs_reuse() {
         }
         if read == Ok(Offered::Enqueued) {
             assert!(delivered.contains(&(1, 4)), "G1 violated: {delivered:?}");
+        }
+        assert_eq!((q.pending_keys(), q.claimed_slots()), (0, 0), "G6 violated");
+    });
+}
+
+/// As `torn_read_vs_reuse`, with the take and the reuse in two threads: the
+/// thread that writes (3, 4) into the emptied entry has made no fence of its
+/// own before it (in `torn_read_vs_reuse` the taker's wake-up fence comes
+/// first, and it orders the words after the emptying for free). So only the
+/// writer's Release fence before the words (E2) makes a reader that sees
+/// its word 4 see the entry's new version on the second look. At capacity
+/// 2 (one home bucket of two entries) the writer reuses the emptied entry
+/// or takes the other one; loom explores both. Guards `publish_no_fence`.
+#[test]
+fn torn_read_vs_reuse_by_another_thread() {
+    type Queue = CoalescingQueue<(u64, u64), u32, Compact<SameHash>>;
+    model_at("key_table::torn_read_vs_reuse_by_another_thread", &[2], |capacity| {
+        let q: Arc<Queue> = Arc::new(Builder::new().capacity(capacity).build());
+        assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Enqueued));
+        let taker = {
+            let q = q.clone();
+            thread::spawn(move || assert_eq!(q.try_take().unwrap().key(), Some(&(1, 2))))
+        };
+        let writer = {
+            let q = q.clone();
+            // Full only if the reader's offer took the free slot.
+            thread::spawn(move || q.try_offer_key((3, 4)))
+        };
+        let reader = {
+            let q = q.clone();
+            thread::spawn(move || q.try_offer_key((1, 4)))
+        };
+        taker.join().unwrap();
+        let written = writer.join().unwrap();
+        let read = reader.join().unwrap();
+        assert_ne!(
+            read,
+            Ok(Offered::Coalesced),
+            "G1 violated: (1, 4) was never pending, yet its offer was coalesced"
+        );
+        let mut delivered = Vec::new();
+        while let Ok(entry) = q.try_take() {
+            delivered.push(*entry.key().unwrap());
+        }
+        if read == Ok(Offered::Enqueued) {
+            assert!(delivered.contains(&(1, 4)), "G1 violated: {delivered:?}");
+        }
+        if written.is_ok() {
+            assert!(delivered.contains(&(3, 4)), "G1 violated: {delivered:?}");
         }
         assert_eq!((q.pending_keys(), q.claimed_slots()), (0, 0), "G6 violated");
     });

@@ -16,4 +16,5 @@ mod key_table;
 mod leases;
 mod no_rollback;
 mod pop_window;
+mod spill;
 mod wakeup;

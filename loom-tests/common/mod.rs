@@ -9,7 +9,8 @@
 //! no interleavings of its own.
 #![allow(dead_code, unreachable_pub)]
 
-use coalescing_queue::{CoalescingQueue, Entry, InFlightPolicy, Offered};
+use coalescing_queue::{CoalescingQueue, Entry, InFlightPolicy, KeyStore, Offered};
+use core::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc as StdArc, Mutex as StdMutex};
 use std::time::Instant;
@@ -45,6 +46,51 @@ pub fn queue(capacity: usize) -> Shared {
     )
 }
 
+/// Sends every key to one home bucket with one tag: the table must tell
+/// keys apart by their words alone, a new key reuses the entry just
+/// emptied, and once the home bucket is full keys spill past it.
+#[derive(Clone, Copy, Default)]
+pub struct SameHash;
+
+impl BuildHasher for SameHash {
+    type Hasher = Zero;
+    fn build_hasher(&self) -> Zero {
+        Zero
+    }
+}
+
+pub struct Zero;
+
+impl core::hash::Hasher for Zero {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+/// The models' store with every key given one home (`SameHash`): the
+/// compact one, or the general one under `scripts/loom --general`.
+#[cfg(not(coalescing_loom_store = "general"))]
+pub type OneHomeStore = coalescing_queue::Compact<SameHash>;
+#[cfg(coalescing_loom_store = "general")]
+pub type OneHomeStore = SameHash;
+pub type OneHomeQueue = CoalescingQueue<u32, u32, OneHomeStore>;
+
+/// A queue of `capacity` whose keys all have one home bucket.
+pub fn one_home_queue(capacity: usize) -> loom::sync::Arc<OneHomeQueue> {
+    #[cfg(not(coalescing_loom_store = "general"))]
+    let store = coalescing_queue::Compact(SameHash);
+    #[cfg(coalescing_loom_store = "general")]
+    let store = SameHash;
+    loom::sync::Arc::new(
+        CoalescingQueue::builder()
+            .capacity(capacity)
+            .in_flight_policy(InFlightPolicy::Requeue)
+            .hasher(store)
+            .build(),
+    )
+}
+
 /// Runs `body` under loom at capacity 1 and 2, printing one line per run:
 /// `loom-model <name> capacity=<c> iterations=<n> seconds=<s> bound=<b>`.
 pub fn model<F>(name: &str, body: F)
@@ -54,6 +100,16 @@ where
     model_bounded(name, usize::MAX, body);
 }
 
+/// As [`model`], at the given capacities (the spill models need a home
+/// bucket that can fill while a slot is free: 3 and more, under loom's
+/// 2-entry buckets).
+pub fn model_at<F>(name: &str, capacities: &[usize], body: F)
+where
+    F: Fn(usize) + Sync + Send + Clone + 'static,
+{
+    run_models(name, capacities, usize::MAX, body);
+}
+
 /// As [`model`], with the preemption bound lowered to `max_preemptions` if
 /// `LOOM_MAX_PREEMPTIONS` is higher (for a model whose threads make the
 /// higher bound too slow; say why where it is used).
@@ -61,7 +117,14 @@ pub fn model_bounded<F>(name: &str, max_preemptions: usize, body: F)
 where
     F: Fn(usize) + Sync + Send + Clone + 'static,
 {
-    for capacity in [1, 2] {
+    run_models(name, &[1, 2], max_preemptions, body);
+}
+
+fn run_models<F>(name: &str, capacities: &[usize], max_preemptions: usize, body: F)
+where
+    F: Fn(usize) + Sync + Send + Clone + 'static,
+{
+    for &capacity in capacities {
         let iterations = StdArc::new(AtomicUsize::new(0));
         let counted = iterations.clone();
         let body = body.clone();
@@ -159,7 +222,7 @@ impl History {
     }
 
     /// Takes what is left with `try_take`, recording each delivery.
-    pub fn drain(&self, q: &Queue) {
+    pub fn drain<S: KeyStore<u32>>(&self, q: &CoalescingQueue<u32, u32, S>) {
         while let Ok(entry) = q.try_take() {
             self.delivered(&entry);
         }
@@ -238,7 +301,7 @@ pub fn probe_one_copy(q: &Queue, distinct: usize) {
 
 /// G6: with everything taken and every lease ended, no key is pending and no
 /// slot is claimed.
-pub fn check_no_leak(q: &Queue) {
+pub fn check_no_leak<S: KeyStore<u32>>(q: &CoalescingQueue<u32, u32, S>) {
     assert_eq!(q.pending_keys(), 0, "G6 violated: keys left pending: {q:?}");
     assert_eq!(
         q.claimed_slots(),
@@ -249,6 +312,11 @@ pub fn check_no_leak(q: &Queue) {
         q.in_flight(),
         0,
         "G6 violated: leases left in flight: {q:?}"
+    );
+    assert_eq!(
+        q.overflow_counts(),
+        0,
+        "T2 violated: overflow counts left raised with no key spilled: {q:?}"
     );
 }
 

@@ -47,11 +47,6 @@ pub trait Cells<K> {
     #[doc(hidden)]
     fn write(&self, index: usize, key: K, probe: &Self::Probe);
 
-    /// The hash of the key of an entry this thread owns, without moving
-    /// or copying the key.
-    #[doc(hidden)]
-    fn hash_of(&self, index: usize) -> u64;
-
     /// A copy of the key of an entry this thread owns (popped or leased).
     #[doc(hidden)]
     fn read(&self, index: usize) -> K;
@@ -69,13 +64,6 @@ pub trait Cells<K> {
     /// emptied (the general store: the key owns memory).
     #[doc(hidden)]
     const CLEARS: bool;
-
-    /// `true` if a duplicate is looked for without the insert bit first (the
-    /// compact store, whose look writes nothing). The general store's look
-    /// takes entry locks anyway, so it goes straight to the locked path:
-    /// one scan instead of two for a new key.
-    #[doc(hidden)]
-    const OPTIMISTIC: bool;
 }
 
 /// The compact store's cells: each key packed into `W` atomic words.
@@ -125,17 +113,11 @@ impl<K: CompactKey, S: BuildHasher> PackedCells<K, S> {
 impl<K: CompactKey, S: BuildHasher> Cells<K> for PackedCells<K, S> {
     type Probe = [u64; MAX_WORDS];
     const CLEARS: bool = false;
-    const OPTIMISTIC: bool = true;
 
     #[inline(always)]
     fn probe(&self, key: &K) -> (u64, Self::Probe) {
         let words = compact_key::pack(key);
         (self.hash_words(&words), words)
-    }
-
-    #[inline]
-    fn hash_of(&self, index: usize) -> u64 {
-        self.hash_words(&self.load(index))
     }
 
     #[inline(always)]
@@ -202,7 +184,6 @@ impl<K, S> LockedCells<K, S> {
 impl<K: Hash + Eq + Clone, S: BuildHasher> Cells<K> for LockedCells<K, S> {
     type Probe = ();
     const CLEARS: bool = true;
-    const OPTIMISTIC: bool = false;
 
     #[inline(always)]
     fn probe(&self, key: &K) -> (u64, ()) {
@@ -219,15 +200,6 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Cells<K> for LockedCells<K, S> {
         let old = self.lock(index).replace(key);
         // E1: a reserved entry was cleared when it was last emptied.
         debug_assert!(old.is_none(), "a reserved entry still held a key");
-    }
-
-    #[inline]
-    fn hash_of(&self, index: usize) -> u64 {
-        let cell = self.lock(index);
-        let key = cell
-            .as_ref()
-            .expect("an owned entry holds its key (breaks I4)");
-        self.hasher.hash_one(key)
     }
 
     #[inline(always)]

@@ -59,6 +59,33 @@ pub(crate) const MAX_WORDS: usize = 4;
 /// ```
 pub trait CompactKey: Copy {
     /// The bits the packed form takes; at most 256 (four words).
+    ///
+    /// It must count every bit [`pack`](Self::pack) writes: the store keeps
+    /// only the words `BITS` asks for, so bits beyond it would be lost and
+    /// different keys could coalesce. An offer (or `is_pending`) of a key
+    /// whose `pack` wrote more panics, in every build, before the queue
+    /// changes:
+    ///
+    /// ```should_panic
+    /// use coalescing_queue::{CompactKey, CompactQueue, Packer, Unpacker};
+    ///
+    /// #[derive(Clone, Copy)]
+    /// struct Wide { id: u64, shard: u16 }
+    ///
+    /// impl CompactKey for Wide {
+    ///     const BITS: u32 = 64; // wrong: pack writes 80
+    ///     fn pack(&self, out: &mut Packer) {
+    ///         self.id.pack(out);
+    ///         self.shard.pack(out);
+    ///     }
+    ///     fn unpack(input: &mut Unpacker<'_>) -> Self {
+    ///         Wide { id: u64::unpack(input), shard: u16::unpack(input) }
+    ///     }
+    /// }
+    ///
+    /// let q = CompactQueue::<Wide, ()>::new(4);
+    /// let _ = q.try_offer_key(Wide { id: 1, shard: 2 }); // panics: 80 bits, BITS = 64
+    /// ```
     const BITS: u32;
 
     /// Writes the key's fields into `out`, [`BITS`](Self::BITS) bits in all.
@@ -166,11 +193,31 @@ impl<'a> Unpacker<'a> {
 }
 
 /// Packs a key into its words (the rest zero).
+///
+/// # Panics
+///
+/// If `K::pack` wrote more than `K::BITS` bits: the store keeps only
+/// `words_for(K::BITS)` words, so the rest would be dropped and two
+/// different keys could coalesce. Checked in every build (one compare of a
+/// count that is a constant for the impls of this crate and
+/// `compact_key!`); a panic here happens before the offer changes anything.
 #[inline(always)]
 pub(crate) fn pack<K: CompactKey>(key: &K) -> [u64; MAX_WORDS] {
     let mut packer = Packer::default();
     key.pack(&mut packer);
+    if packer.at > K::BITS {
+        understated_bits(core::any::type_name::<K>(), packer.at, K::BITS);
+    }
     *packer.words()
+}
+
+#[cold]
+#[inline(never)]
+fn understated_bits(key: &str, wrote: u32, declared: u32) -> ! {
+    panic!(
+        "CompactKey for {key} wrote {wrote} bits but declares BITS = {declared}: \
+         its BITS must count every bit its pack writes"
+    )
 }
 
 /// The key whose packed words are `words`.

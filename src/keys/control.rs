@@ -1,15 +1,24 @@
 //! The control word of one key-table entry: its state, a tag of its key's
-//! hash, a version, and the start of its lease, in one `u64`.
+//! hash, whether the key spilled past its home bucket, and a version, in
+//! one `u64`.
 //!
 //! ```text
 //! bits  0..3   state    Empty, Reserved, ItemLease; Queued, InFlight, Dirty
 //!                       (the pending three have bit 2 set)
 //! bits  3..11  tag      8 bits of the key's hash (Queued, InFlight, Dirty)
-//! bits 11..39  version  28 bits; +1 each time the entry is emptied of a key
-//! bit  39       spilled  the key lives past its home bucket
-//! bits 40..64  tick     24 bits: when the lease began, in ms since the
-//!                       table was built (InFlight, Dirty, ItemLease)
+//! bit  11       spilled  the key lives past its home bucket (its home is in
+//!                       the table's `homes`)
+//! bits 12..64  version  52 bits; +1 each time the entry is emptied
 //! ```
+//!
+//! Why 52 bits of version: a duplicate's seqlock read (`table.rs`, `lookup`)
+//! trusts an entry whose version is the same before and after it read the
+//! key's words. A reader stalled for a whole wrap of the version (a VM
+//! pause, a descheduled thread) would accept another key's words. An entry
+//! is emptied and refilled at most once per take (about 60 ns here); 2^52
+//! of them take over 8 years, where 28 bits wrapped in 16 seconds. (The
+//! lease start, which once shared this word, lives in the table's
+//! `lease_ticks`.)
 //!
 //! The transitions, who makes them and how, are the table of DESIGN.md
 //! section 3 ("The key table's entry word"); `table.rs` cites them as
@@ -40,13 +49,10 @@ const PENDING: u64 = 4;
 const STATE_BITS: u32 = 3;
 const TAG_SHIFT: u32 = STATE_BITS;
 const TAG_BITS: u32 = 8;
-const VERSION_SHIFT: u32 = TAG_SHIFT + TAG_BITS;
-const VERSION_BITS: u32 = 28;
-const SPILLED: u64 = 1 << (VERSION_SHIFT + VERSION_BITS);
-const TICK_SHIFT: u32 = VERSION_SHIFT + VERSION_BITS + 1;
-/// Lease ticks wrap after 2^24 ms (about 4.66 hours).
-pub(crate) const TICK_BITS: u32 = 64 - TICK_SHIFT;
-pub(crate) const TICK_MASK: u64 = (1 << TICK_BITS) - 1;
+const SPILLED: u64 = 1 << (TAG_SHIFT + TAG_BITS);
+const VERSION_SHIFT: u32 = TAG_SHIFT + TAG_BITS + 1;
+/// Bits of the version: the rest of the word.
+pub(crate) const VERSION_BITS: u32 = 64 - VERSION_SHIFT;
 const VERSION_MASK: u64 = (1 << VERSION_BITS) - 1;
 
 /// One reading of an entry's control word.
@@ -87,11 +93,13 @@ impl Control {
         self.0 & MASK == PENDING | u64::from(tag) << TAG_SHIFT
     }
 
-    /// A lease (of a key or an item) is out on this entry.
+    /// A lease (of a key or an item) is out on this entry: its start is in
+    /// the table's `lease_ticks`.
     pub(crate) fn is_leased(self) -> bool {
         self.is(State::InFlight) || self.is(State::Dirty) || self.is(State::ItemLease)
     }
 
+    #[cfg(test)]
     pub(crate) fn tag(self) -> u8 {
         (self.0 >> TAG_SHIFT) as u8
     }
@@ -100,11 +108,7 @@ impl Control {
         (self.0 >> VERSION_SHIFT) & VERSION_MASK
     }
 
-    pub(crate) fn tick(self) -> u64 {
-        self.0 >> TICK_SHIFT
-    }
-
-    /// The same entry (tag, version, tick kept) in state `state`.
+    /// The same entry (tag, spill and version kept) in state `state`.
     pub(crate) fn with_state(self, state: State) -> Control {
         Control(self.0 & !((1 << STATE_BITS) - 1) | state as u64)
     }
@@ -115,7 +119,7 @@ impl Control {
         self.0 & SPILLED != 0
     }
 
-    /// A key with `tag` published at this entry's version (no tick).
+    /// A key with `tag` published at this entry's version.
     pub(crate) fn published(self, tag: u8, spilled: bool) -> Control {
         let spilled = if spilled { SPILLED } else { 0 };
         Control(
@@ -126,15 +130,9 @@ impl Control {
         )
     }
 
-    /// The same key queued again (tag, version and spill kept; no tick).
+    /// The same key queued again (tag, version and spill kept).
     pub(crate) fn requeued(self) -> Control {
-        self.published(self.tag(), self.is_spilled())
-    }
-
-    /// The entry leased at `tick`, in `state`, keeping tag and version.
-    pub(crate) fn leased(self, state: State, tick: u64) -> Control {
-        let kept = self.0 & ((1 << TICK_SHIFT) - 1) & !((1 << STATE_BITS) - 1);
-        Control((tick & TICK_MASK) << TICK_SHIFT | kept | state as u64)
+        self.with_state(State::Queued)
     }
 
     /// Emptied of its key: the version moves on, so that a reader that saw
@@ -154,27 +152,30 @@ mod tests {
         let queued = Control::EMPTY.emptied().emptied().published(0xab, true);
         assert!(queued.is_spilled() && queued.requeued() == queued);
         assert_eq!(queued.state(), State::Queued);
-        assert_eq!(
-            (queued.tag(), queued.version(), queued.tick()),
-            (0xab, 2, 0)
-        );
-        let leased = queued.leased(State::InFlight, TICK_MASK);
+        assert_eq!((queued.tag(), queued.version()), (0xab, 2));
+        let leased = queued.with_state(State::InFlight);
         assert_eq!(leased.state(), State::InFlight);
         assert_eq!((leased.tag(), leased.version()), (0xab, 2));
-        assert_eq!(leased.tick(), TICK_MASK);
         let dirty = leased.with_state(State::Dirty);
-        assert_eq!(
-            (dirty.tag(), dirty.version(), dirty.tick()),
-            (0xab, 2, TICK_MASK)
-        );
+        assert_eq!((dirty.tag(), dirty.version()), (0xab, 2));
         assert!(dirty.is_spilled() && !dirty.emptied().is_spilled());
+        assert_eq!(dirty.requeued(), queued);
         let empty = dirty.emptied();
-        assert_eq!(
-            (empty.state(), empty.version(), empty.tick()),
-            (State::Empty, 3, 0)
-        );
+        assert_eq!((empty.state(), empty.version()), (State::Empty, 3));
         assert!(dirty.is_pending() && dirty.is_leased());
         assert!(!empty.is_pending() && !queued.is_leased());
+    }
+
+    /// A seqlock reader is fooled only if it stalls while its entry is
+    /// emptied 2^VERSION_BITS times. At one reuse every 10 ns (faster than
+    /// a take here), that must take longer than any stall: years, not the
+    /// seconds 28 bits gave.
+    #[test]
+    fn the_version_outlasts_any_stall() {
+        let reuses = 1u128 << VERSION_BITS;
+        let seconds = reuses * 10 / 1_000_000_000;
+        let years = seconds / (365 * 24 * 3600);
+        assert!(years >= 1, "the version wraps in {seconds} s of churn");
     }
 
     #[test]

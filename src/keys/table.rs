@@ -4,11 +4,13 @@
 //!
 //! Layout: `buckets` buckets of `BUCKET` entries, at least 5/4 of the
 //! capacity in all. An entry is its control word (`control.rs`: state, tag,
-//! version, lease tick) and its key cell (`cells.rs`: packed atomic words,
-//! or a locked `Option<K>`). The ring holds an entry's index (`u32`) for a
-//! queued key, so a take goes straight to the entry: no hash, no `Eq`. Each
-//! bucket has an insert bit and an overflow count: how many keys live past
-//! it that probed it on their way (as in folly's F14).
+//! spilled, version), its key cell (`cells.rs`: packed atomic words, or a
+//! locked `Option<K>`), and two side words: the home bucket of a spilled
+//! key and the start of a lease. The ring holds an entry's index (`u32`)
+//! for a queued key, so a take goes straight to the entry, and a take or an
+//! ack finds what it must undo in the entry itself: no hash, no `Eq`, no
+//! user code. Each bucket has an insert bit and an overflow count: how many
+//! keys live past it that probed it on their way (as in folly's F14).
 //!
 //! A key's home bucket and tag come from its hash. It lives in its home
 //! bucket, or, when that is full, in the first bucket after it with an
@@ -18,8 +20,10 @@
 //!
 //! The entry word's transitions (state table and orderings: DESIGN.md
 //! section 3, "The key table's entry word"):
-//! * E1 Empty -> Reserved: only by the holder of the entry's bucket's
-//!   insert bit (a plain store: no one else writes an empty entry).
+//! * E1 Empty -> Reserved: a CAS, by an inserter (which holds its key's
+//!   home bit, not the bit of the bucket it reserves in) or a leased item's
+//!   start record. No one waits for another bucket's bit: a reserver only
+//!   ever holds its own home bit, so no two reservers wait for each other.
 //! * E2 Reserved -> Queued: the inserter publishes the key (Release store),
 //!   after writing the cell (after a Release fence, for packed words).
 //! * E3 Queued -> InFlight: a leased take, after its pop (a plain store:
@@ -29,10 +33,10 @@
 //!   CAS against E4): the version moves on (`Control::emptied`), so a
 //!   seqlock reader of the old key rejects the words of the next one.
 //! * E6 Dirty -> Queued (ack of a dirty key), InFlight or Dirty -> Queued
-//!   (nack): a plain store by the lease's holder; the entry's index is
-//!   pushed again.
+//!   (nack): a swap by the lease's holder; the entry's index is pushed
+//!   again.
 //! * E7 Empty -> ItemLease -> Empty: a leased pass-through item's start time,
-//!   claimed as in E1.
+//!   reserved as in E1.
 //!
 //! Invariants:
 //! * T1 At most one entry holds a given pending key: a key is inserted only
@@ -41,15 +45,17 @@
 //! * T2 A key placed past its home bucket counts once in the overflow count
 //!   of each bucket from its home up to (not including) its own, from
 //!   before it is published until after it is emptied (E5); its entry is
-//!   marked spilled. So a lookup under the home bit (which follows the
-//!   inserter's release of that bit) walks far enough.
+//!   marked spilled and its home recorded in `homes` when it is published,
+//!   so the removal lowers exactly the counts the insert raised, whatever
+//!   the key's `Hash` says by then. So a lookup under the home bit (which
+//!   follows the inserter's release of that bit) walks far enough.
 //! * T3 An index in the ring names a `Queued` entry (I4), so a take never
 //!   waits for, or fails to find, its key.
 
 use crate::keys::cells::Cells;
-use crate::keys::control::{Control, State, TICK_MASK};
+use crate::keys::control::{Control, State};
 use crate::queue::occupancy::ClaimError;
-use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, AtomicU8, Backoff, Ordering};
 use core::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -98,11 +104,18 @@ pub(crate) enum Ended<K> {
 
 pub(crate) struct KeyTable<K, C> {
     buckets: Box<[Bucket]>,
-    /// Per bucket: 1 while an offer inserts a key whose home it is (T1), or
-    /// while a spill or an item lease claims one of its entries (E1, E7).
+    /// Per bucket: 1 while an offer of a key whose home it is looks it up
+    /// and inserts it (T1).
     insert_bits: Box<[AtomicU8]>,
     /// Per bucket: keys living past it that probed it (T2).
     overflow: Box<[AtomicU32]>,
+    /// Per entry: the home bucket of a spilled key (T2), written before
+    /// it is published (E2), read by the owner that removes it (E5).
+    homes: Box<[AtomicU32]>,
+    /// Per entry: when its lease began (InFlight, Dirty, ItemLease), in
+    /// milliseconds since `epoch`, wrapping after 2^32 (49.7 days). Written
+    /// by the lease's taker before the state says leased; read by `stats()`.
+    lease_ticks: Box<[AtomicU32]>,
     cells: C,
     /// Lease ticks count milliseconds from here.
     epoch: Instant,
@@ -135,7 +148,8 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     /// A table for `capacity` keys whose cells (`entries_for(capacity)` of
     /// them) are `cells`.
     pub(crate) fn new(capacity: usize, cells: C) -> Self {
-        let buckets = entries_for(capacity) / BUCKET;
+        let entries = entries_for(capacity);
+        let buckets = entries / BUCKET;
         Self {
             buckets: (0..buckets)
                 .map(|_| Bucket {
@@ -144,6 +158,8 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 .collect(),
             insert_bits: (0..buckets).map(|_| AtomicU8::new(0)).collect(),
             overflow: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
+            homes: (0..entries).map(|_| AtomicU32::new(0)).collect(),
+            lease_ticks: (0..entries).map(|_| AtomicU32::new(0)).collect(),
             cells,
             epoch: Instant::now(),
             _key: PhantomData,
@@ -237,15 +253,15 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         if closed() {
             return Offer::Refused(key, ClaimError::Closed);
         }
-        // The duplicate path: loads only, unless an in-flight copy is
-        // marked dirty.
-        if C::OPTIMISTIC {
-            while let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) {
-                if let Some(in_flight) = self.absorb(index, found, requeue) {
-                    return Offer::Coalesced { in_flight };
-                }
-                // The copy changed under us (acked or nacked): look again.
+        // The duplicate path, without the insert bit: loads only for the
+        // compact store (entry locks for the general one), unless an
+        // in-flight copy is marked dirty. A duplicate never waits behind
+        // another key's insert.
+        while let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) {
+            if let Some(in_flight) = self.absorb(index, found, requeue) {
+                return Offer::Coalesced { in_flight };
             }
+            // The copy changed under us (acked or nacked): look again.
         }
         self.insert(key, probe, home, tag, requeue, closed, claim)
     }
@@ -337,79 +353,82 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             match self.lookup(key, probe, home, tag) {
                 Lookup::Found(index, found) => return Some((index, found)),
                 Lookup::Absent => return None,
+                // A reader's retry: the entry settles in a few steps of
+                // another thread (no bit or lock is waited for).
                 Lookup::Changed => spin_wait(),
             }
         }
     }
 
     /// Takes the insert bit of `home`, waiting while another offer of a key
-    /// with this home holds it (for a bounded number of steps: a lookup
-    /// and an insert; never across user code other than the general
-    /// store's `K::eq`, an allocation or a wait).
+    /// with this home holds it. A holder keeps it for a lookup, a claim and
+    /// a few stores (and, on the general store, the `K::eq` calls of the
+    /// lookup; never any other user code, an allocation or a wait), so the
+    /// wait spins briefly, then yields, then sleeps in growing steps
+    /// (`Backoff`): a waiter behind a slow `Eq` does not burn its core.
     fn lock_home(&self, home: usize) -> InsertBit<'_> {
         let bit = &self.insert_bits[home];
+        let mut backoff = Backoff::new();
         loop {
-            if let Some(held) = self.try_lock(home) {
-                return held;
+            // Acquire: pairs with the last holder's Release (InsertBit::drop).
+            // A CAS after a load, not a swap: a failed attempt leaves the
+            // line unwritten (which is also what lets loom see this loop as
+            // waiting, not as progress).
+            if bit.load(Ordering::Relaxed) == 0
+                && bit
+                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return InsertBit { bit: Some(bit) };
             }
-            // Wait on loads: a failed attempt writes nothing (which is also
-            // what lets loom see this loop as waiting, not as progress).
-            while bit.load(Ordering::Relaxed) != 0 {
-                spin_wait();
-            }
+            backoff.snooze();
         }
-    }
-
-    /// Takes the insert bit of `bucket` if it is free.
-    fn try_lock(&self, bucket: usize) -> Option<InsertBit<'_>> {
-        let bit = &self.insert_bits[bucket];
-        // Acquire: pairs with the last holder's Release (InsertBit::drop).
-        // A CAS, not a swap: a failed attempt leaves the line unwritten.
-        // `then`, not `then_some`: a guard built for a failed attempt would,
-        // when dropped, free the bit of the thread that holds it.
-        let free = bit.load(Ordering::Relaxed) == 0
-            && bit
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok();
-        free.then(|| InsertBit { bit: Some(bit) })
     }
 
     /// Reserves an empty entry for a key whose home bucket's bit this
-    /// thread holds (E1): in the home bucket, else in the first bucket
-    /// after it whose bit is free and which has an empty entry, counting the
-    /// key in the overflow of every bucket it passed (T2). Returns the entry
-    /// and whether it spilled.
+    /// thread holds (E1): the first empty one from the home bucket on,
+    /// counting the key in the overflow of every bucket it passed (T2).
+    /// Returns the entry and whether it spilled.
+    ///
+    /// It waits for no one: E1 is a CAS that any reserver may make, so a
+    /// busy bucket is never skipped and no bit but the home bit is held.
+    /// There is always an empty entry (the table has more entries than the
+    /// capacity, and every non-empty entry holds a claim or an item lease's
+    /// slot); a pass finds none only if other reservers took each empty
+    /// entry just before this one looked, and each of them then made
+    /// progress, so a new pass is tried at once.
     fn reserve(&self, home: usize) -> (usize, bool) {
-        if let Some(index) = self.reserve_in(home) {
-            return (index, false);
-        }
         loop {
-            for distance in 1..self.buckets.len() {
-                let bucket = (home + distance) % self.buckets.len();
-                // Never wait for a bit while holding one: skip a busy bucket.
-                let Some(_bit) = self.try_lock(bucket) else {
-                    continue;
-                };
+            let mut bucket = home;
+            for distance in 0..self.buckets.len() {
                 if let Some(index) = self.reserve_in(bucket) {
-                    // T2, before the publish. Relaxed: ordered for the lookups
-                    // that rely on it by the home bit's Release (T2).
-                    for passed in 0..distance {
-                        self.overflow[(home + passed) % self.buckets.len()]
-                            .fetch_add(1, Ordering::Relaxed);
+                    if distance == 0 {
+                        return (index, false);
                     }
+                    // T2, before the publish. Relaxed: ordered for the
+                    // lookups that rely on it by the home bit's Release; the
+                    // home is read by the key's remover, ordered by E2.
+                    let mut passed = home;
+                    while passed != bucket {
+                        self.overflow[passed].fetch_add(1, Ordering::Relaxed);
+                        passed = self.next_bucket(passed);
+                    }
+                    self.homes[index].store(home as u32, Ordering::Relaxed);
                     return (index, true);
                 }
+                bucket = self.next_bucket(bucket);
             }
-            // Every empty entry was in a busy bucket: there is one, since
-            // the table has more entries than the capacity.
             spin_wait();
         }
     }
 
     /// After a spilled key left its entry (E5): it no longer counts in the
-    /// overflow of the buckets from its home up to its own (T2).
-    fn unspill(&self, home: usize, index: usize) {
-        let mut bucket = home;
+    /// overflow of the buckets from its home up to its own (T2). The home
+    /// is the one recorded when the key was published: no hash.
+    fn unspill(&self, index: usize) {
+        // Relaxed: the owner's own write (E2) or ordered to it by the pop
+        // or the lease.
+        let mut bucket = self.homes[index].load(Ordering::Relaxed) as usize;
         while bucket != index / BUCKET {
             // Release: pairs with the lookups' Acquire (E5 is before this).
             self.overflow[bucket].fetch_sub(1, Ordering::Release);
@@ -417,19 +436,27 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         }
     }
 
-    /// An empty entry of `bucket`, reserved (E1); its bit is held.
+    /// An empty entry of `bucket`, reserved (E1).
+    #[inline(always)]
     fn reserve_in(&self, bucket: usize) -> Option<usize> {
         (0..BUCKET).find_map(|slot| {
             let index = bucket * BUCKET + slot;
-            // Acquire: pairs with the Release of the E5/E7 that emptied it,
-            // so that taker's reads of the old cell come before our writes.
-            let control = Control(self.control(index).load(Ordering::Acquire));
-            control.is(State::Empty).then(|| {
-                // Relaxed: published by the Release fence and store of E2.
-                self.control(index)
-                    .store(control.with_state(State::Reserved).0, Ordering::Relaxed);
-                index
-            })
+            let word = self.control(index);
+            let control = Control(word.load(Ordering::Relaxed));
+            // E1, a CAS: reservers of other homes and item leases race for
+            // the same empty entries. Acquire: pairs with the Release of the
+            // E5/E7 that emptied it, so that taker's reads of the old cell
+            // come before our writes. Relaxed on failure: nothing is read.
+            (control.is(State::Empty)
+                && word
+                    .compare_exchange(
+                        control.0,
+                        control.with_state(State::Reserved).0,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok())
+            .then_some(index)
         })
     }
 
@@ -437,7 +464,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     /// moves it out and empties the entry (E5); a leased take copies it and
     /// marks the entry in flight since `tick` (E3).
     #[inline(always)]
-    pub(crate) fn take(&self, index: u32, lease_tick: Option<u64>) -> K {
+    pub(crate) fn take(&self, index: u32, lease_tick: Option<u32>) -> K {
         let index = index as usize;
         // Acquire: the entry was published before its index was pushed; the
         // ring orders that already, this makes it local to the table.
@@ -445,28 +472,27 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         debug_assert_eq!(queued.state(), State::Queued, "breaks T3");
         match lease_tick {
             None => {
-                // All user code of a take (`K::hash` here, `K::clone` or
-                // `CompactKey::unpack` in the cell) runs before the entry
+                // The one user code of a take (`K::clone` or
+                // `CompactKey::unpack`, in the cell) runs before the entry
                 // changes: if it panics, the entry is still queued, which is
                 // what the take's caller relies on to put it back.
-                let home = queued
-                    .is_spilled()
-                    .then(|| self.home_and_tag(self.cells.hash_of(index)).0);
                 let key = self.cells.take(index);
                 // E5. Release: pairs with the next reservation's Acquire (E1).
                 self.control(index)
                     .store(queued.emptied().0, Ordering::Release);
-                if let Some(home) = home {
-                    self.unspill(home, index);
+                if queued.is_spilled() {
+                    self.unspill(index);
                 }
                 key
             }
             Some(tick) => {
                 let key = self.cells.read(index);
+                // Relaxed: published by the Release of E3 below.
+                self.lease_ticks[index].store(tick, Ordering::Relaxed);
                 // E3. Release: pairs with the Acquire of the lease's end and
-                // of the lookups (they see the tick and state).
+                // of the lookups (they see the state).
                 self.control(index)
-                    .store(queued.leased(State::InFlight, tick).0, Ordering::Release);
+                    .store(queued.with_state(State::InFlight).0, Ordering::Release);
                 key
             }
         }
@@ -474,7 +500,9 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// Ends a lease on the entry `index` (E5, E6): `ack` removes the key
     /// unless it is dirty (then it is queued again); a nack queues it again.
-    pub(crate) fn end_lease(&self, index: u32, ack: bool, key: &K) -> Ended<K> {
+    /// No user code runs here: the general store hands its copy back to be
+    /// dropped outside.
+    pub(crate) fn end_lease(&self, index: u32, ack: bool) -> Ended<K> {
         let index = index as usize;
         let word = self.control(index);
         loop {
@@ -511,38 +539,48 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 } else {
                     None
                 };
-                // User code after the change (`K::hash`): if it panics,
-                // the caller still finishes the removal (`end_lease` in
-                // queue/steps.rs), and the overflow counts stay raised (lookups
-                // walk further, nothing worse).
+                // After E5 (T2): until then the key is pending and must stay
+                // findable.
                 if leased.is_spilled() {
-                    self.unspill(self.home_and_tag(self.cells.probe(key).0).0, index);
+                    self.unspill(index);
                 }
                 return Ended::Removed(stored);
             }
         }
     }
 
-    /// The lease tick of `at` (milliseconds since the table was built).
-    pub(crate) fn tick(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_millis() as u64 & TICK_MASK
+    /// The lease tick of `at`: milliseconds since the table was built,
+    /// wrapping after 2^32 (49.7 days).
+    pub(crate) fn tick(&self, at: Instant) -> u32 {
+        at.saturating_duration_since(self.epoch).as_millis() as u32
     }
 
     /// Records a leased pass-through item's start in an empty entry (E7);
-    /// returns the entry, for `end_item_lease`.
-    pub(crate) fn start_item_lease(&self, tick: u64) -> u32 {
+    /// returns the entry, for `end_item_lease`. Reserves as an insert does
+    /// (E1), from a bucket that moves with the tick, so item leases do not
+    /// all crowd the first bucket.
+    pub(crate) fn start_item_lease(&self, tick: u32) -> u32 {
+        // The model checkers start at bucket 0: their runs must not depend
+        // on the clock.
+        let start = if cfg!(any(loom, shuttle)) {
+            0
+        } else {
+            tick as usize % self.buckets.len()
+        };
         loop {
-            for bucket in 0..self.buckets.len() {
-                let Some(_bit) = self.try_lock(bucket) else {
-                    continue;
-                };
+            let mut bucket = start;
+            for _ in 0..self.buckets.len() {
                 if let Some(index) = self.reserve_in(bucket) {
+                    // Relaxed: published by the Release store below.
+                    self.lease_ticks[index].store(tick, Ordering::Relaxed);
                     let reserved = Control(self.control(index).load(Ordering::Relaxed));
                     self.control(index)
-                        .store(reserved.leased(State::ItemLease, tick).0, Ordering::Release);
+                        .store(reserved.with_state(State::ItemLease).0, Ordering::Release);
                     return index as u32;
                 }
+                bucket = self.next_bucket(bucket);
             }
+            // As in `reserve`: every empty entry was just taken by others.
             spin_wait();
         }
     }
@@ -556,15 +594,18 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     }
 
     /// How long the oldest lease still out has been out: one pass over the
-    /// control words (`stats()`; no lock, nothing written). Ages wrap
-    /// after 2^24 ms (about 4.66 hours).
-    pub(crate) fn oldest_lease_age(&self, now: Instant) -> Option<Duration> {
-        let now = self.tick(now);
+    /// control words (`stats()`; no lock, nothing written). Exact up to
+    /// 49.7 days less an hour; older ones wrap.
+    pub(crate) fn oldest_lease_age(&self) -> Option<Duration> {
+        let now = self.tick(Instant::now());
         self.controls()
-            .filter(|control| control.is_leased())
-            .map(|control| now.wrapping_sub(control.tick()) & TICK_MASK)
+            .enumerate()
+            .filter(|(_, control)| control.is_leased())
+            // Relaxed: after the Acquire load of a leased state, which
+            // follows the tick's store (E3, E7).
+            .map(|(index, _)| lease_age(now, self.lease_ticks[index].load(Ordering::Relaxed)))
             .max()
-            .map(Duration::from_millis)
+            .map(|age| Duration::from_millis(u64::from(age)))
     }
 
     fn controls(&self) -> impl Iterator<Item = Control> + '_ {
@@ -589,11 +630,35 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         }
     }
 
+    /// The sum of the overflow counts (T2), for tests.
+    pub(crate) fn overflow_total(&self) -> u64 {
+        self.overflow
+            .iter()
+            .map(|count| u64::from(count.load(Ordering::Acquire)))
+            .sum()
+    }
+
     /// The number of keys pending (queued or in flight).
     pub(crate) fn len(&self) -> usize {
         self.controls()
             .filter(|control| control.is_pending())
             .count()
+    }
+}
+
+/// Ticks ahead of the clock by less than this are leases that began after
+/// the clock was read (during `oldest_lease_age`'s pass): one hour.
+const AHEAD: u32 = 3_600_000;
+
+/// The age at `now` of a lease that began at `tick` (both wrapping
+/// milliseconds). A tick just ahead of `now` is a lease that began after
+/// `now` was read: age 0, not 49 days.
+fn lease_age(now: u32, tick: u32) -> u32 {
+    let age = now.wrapping_sub(tick);
+    if age > u32::MAX - AHEAD {
+        0
+    } else {
+        age
     }
 }
 
@@ -633,14 +698,11 @@ mod tests {
             table.offer(2, true, || false, || panic!("no claim")),
             Offer::Coalesced { in_flight: true }
         ));
-        assert!(matches!(table.end_lease(two, true, &2), Ended::Requeue(i) if i == two));
+        assert!(matches!(table.end_lease(two, true), Ended::Requeue(i) if i == two));
         assert_eq!(table.take(one, None), 1);
         assert!(!table.contains(&1));
         assert_eq!(table.take(two, Some(6)), 2);
-        assert!(matches!(
-            table.end_lease(two, true, &2),
-            Ended::Removed(None)
-        ));
+        assert!(matches!(table.end_lease(two, true), Ended::Removed(None)));
         assert_eq!(table.len(), 0);
     }
 
@@ -689,13 +751,95 @@ mod tests {
         let table = packed(4);
         let start = Instant::now();
         let entry = table.start_item_lease(table.tick(start));
-        let age = table
-            .oldest_lease_age(start + Duration::from_millis(30))
-            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let age = table.oldest_lease_age().unwrap();
         assert!(age >= Duration::from_millis(29), "{age:?}");
         table.end_item_lease(entry);
-        assert_eq!(table.oldest_lease_age(Instant::now()), None);
+        assert_eq!(table.oldest_lease_age(), None);
         assert_eq!(table.len(), 0);
+    }
+
+    /// A lease that begins while `stats()` reads (its tick a few ms past
+    /// the clock the pass reads) is new, not 2^32 - 5 ms old; the oldest
+    /// lease is the one with the greatest age, across the wrap of the
+    /// ticks.
+    #[test]
+    fn lease_ages_read_during_the_pass_and_across_the_wrap() {
+        assert_eq!(lease_age(1_000, 1_005), 0);
+        assert_eq!(lease_age(5, u32::MAX - 4), 10);
+        assert_eq!(lease_age(1_000, 400), 600);
+        let table = packed(4);
+        let now = table.tick(Instant::now());
+        let later = table.start_item_lease(now.wrapping_add(50));
+        assert!(table.oldest_lease_age().unwrap() < Duration::from_millis(50));
+        let earlier = table.start_item_lease(now.wrapping_sub(10_000));
+        let age = table.oldest_lease_age().unwrap();
+        assert!(age >= Duration::from_millis(10_000), "{age:?}");
+        assert!(age < Duration::from_millis(11_000), "{age:?}");
+        table.end_item_lease(later);
+        table.end_item_lease(earlier);
+    }
+
+    /// A spilled key's removal lowers the overflow counts its insert
+    /// raised, from the home recorded in its entry: a key whose `Hash`
+    /// changed since (here: every call) cannot lower another bucket's count,
+    /// which would hide a key that lives past it.
+    #[test]
+    fn a_changed_hash_lowers_only_the_counts_its_insert_raised() {
+        use core::hash::{Hash, Hasher};
+        use std::sync::atomic::AtomicU64 as Calls;
+        static CALLS: Calls = Calls::new(0);
+        /// Hashes differently at every call.
+        #[derive(Clone, PartialEq, Eq, Debug)]
+        struct Fickle(u64);
+        impl Hash for Fickle {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+                CALLS.fetch_add(1, Ordering::Relaxed).hash(state);
+            }
+        }
+        let capacity = 64;
+        let hasher = foldhash::fast::FixedState::with_seed(3);
+        let table = KeyTable::new(
+            capacity,
+            LockedCells::<Fickle, _>::new(entries_for(capacity), hasher),
+        );
+        let mut spilled = 0;
+        for round in 0..200u64 {
+            let indexes: Vec<u32> = (0..capacity as u64)
+                .map(
+                    |k| match table.offer(Fickle(round * 1000 + k), true, || false, || Ok(())) {
+                        Offer::Inserted(index) => index,
+                        _ => panic!("a new key was not inserted"),
+                    },
+                )
+                .collect();
+            spilled += table.controls().filter(|c| c.is_spilled()).count();
+            for (n, index) in indexes.into_iter().enumerate() {
+                if n % 2 == 0 {
+                    table.take(index, None);
+                } else {
+                    table.take(index, Some(0));
+                    assert!(matches!(
+                        table.end_lease(index, true),
+                        Ended::Removed(Some(_))
+                    ));
+                }
+            }
+            let counts: Vec<u32> = table
+                .overflow
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect();
+            assert!(
+                counts.iter().all(|&c| c == 0),
+                "round {round}: overflow counts {counts:?}"
+            );
+        }
+        assert!(
+            spilled > 100,
+            "only {spilled} keys spilled: the test tests nothing"
+        );
     }
 
     #[test]

@@ -26,7 +26,6 @@ use crate::sync::{AtomicU8, AtomicUsize, Ordering, Ring};
 use crate::wait::Signal;
 use core::fmt;
 use crossbeam_utils::CachePadded;
-use std::time::Instant;
 
 /// The hash builder (a [`BuildHasher`](core::hash::BuildHasher)) used when
 /// none is given: fast and randomly seeded.
@@ -350,7 +349,7 @@ where
             queued: self.ring.len(),
             in_flight: now.in_flight(),
             high_water_mark: c.high_water_mark(),
-            oldest_lease_age: self.keys.oldest_lease_age(Instant::now()),
+            oldest_lease_age: self.keys.oldest_lease_age(),
         }
     }
 
@@ -364,6 +363,13 @@ where
     #[doc(hidden)]
     pub fn claimed_slots(&self) -> usize {
         self.occupancy.load().claimed()
+    }
+
+    /// The sum of the key table's overflow counts, for tests of its T2: 0
+    /// once no key lives past its home bucket.
+    #[doc(hidden)]
+    pub fn overflow_counts(&self) -> u64 {
+        self.keys.overflow_total()
     }
 }
 

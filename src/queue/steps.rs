@@ -73,7 +73,7 @@ pub(crate) enum LeaseEnd {
 #[derive(Clone, Copy)]
 pub(crate) struct LeaseStart {
     pub(crate) at: Instant,
-    tick: u64,
+    tick: u32,
 }
 
 impl<K, V, S> CoalescingQueue<K, V, S>
@@ -258,7 +258,9 @@ where
     pub(crate) fn end_lease(&self, entry: Entry<K, V>, index: u32, end: LeaseEnd) {
         // What goes back into the ring, and what is dropped at the end.
         let (requeue, _dropped_last) = match entry {
-            Entry::Key(key) => match self.end_key_lease(index, end, &key) {
+            // No user code in the table's part (no hash, no `Eq`): the
+            // entry is found by its index and its home is recorded in it.
+            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack) {
                 Ended::Requeue(index) => {
                     if end == LeaseEnd::Ack {
                         self.counters.add(Counter::RequeuedDirty);
@@ -287,20 +289,6 @@ where
             LeaseEnd::Nack => Counter::Nacked,
         });
         self.finish_lease(requeue);
-    }
-
-    /// The key table's part of a lease's end. The one user code in it (the
-    /// key's `Hash`, when an acked key had spilled) runs after the entry is
-    /// removed: if it panics, the removal is finished here as an ack, so
-    /// the lease's slot is not leaked.
-    fn end_key_lease(&self, index: u32, end: LeaseEnd, key: &K) -> Ended<K> {
-        let finish = Undo::new(|| {
-            self.counters.add(Counter::Acked);
-            self.finish_lease(None);
-        });
-        let ended = self.keys.end_lease(index, end == LeaseEnd::Ack, key);
-        finish.disarm();
-        ended
     }
 
     /// The shared counts of a lease's end: out of the in-flight count before

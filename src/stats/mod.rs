@@ -72,8 +72,10 @@ pub struct Stats {
     /// The most slots ever claimed at once (queued + in flight).
     pub high_water_mark: usize,
     /// How long the oldest lease still out has been out, to the
-    /// millisecond. Lease start times are kept in 24 bits of milliseconds
-    /// since the queue was built, so an age wraps after about 4.66 hours.
+    /// millisecond. Lease start times are kept in 32 bits of milliseconds
+    /// since the queue was built, so an age is exact up to 49.7 days less
+    /// an hour and wraps after that; a lease that begins while `stats()`
+    /// reads counts as 0 ms old.
     pub oldest_lease_age: Option<Duration>,
 }
 

@@ -45,3 +45,49 @@ pub(crate) use core::sync::atomic::AtomicU64 as StatCell;
 pub(crate) fn spin_wait() {
     backend::yield_now();
 }
+
+/// Waiting for an insert bit that someone else holds: spin a little (a
+/// holder keeps it for a few dozen instructions), then yield, then sleep in
+/// steps that double up to a millisecond, so a waiter behind a holder that
+/// is slow (a general key's `Eq`, a descheduled thread) does not burn its
+/// core. Under the model checkers every step is a yield: they need one to
+/// schedule the holder, and they have no clock.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    /// Steps that spin (1, 2, 4, ... 32 hints each), then steps that yield.
+    #[cfg(not(any(loom, shuttle)))]
+    const SPIN_STEPS: u32 = 6;
+    #[cfg(not(any(loom, shuttle)))]
+    const YIELD_STEPS: u32 = 10;
+
+    pub(crate) fn new() -> Self {
+        Self { step: 0 }
+    }
+
+    /// One wait, longer than the one before.
+    pub(crate) fn snooze(&mut self) {
+        #[cfg(not(any(loom, shuttle)))]
+        {
+            if self.step < Self::SPIN_STEPS {
+                for _ in 0..1u32 << self.step {
+                    core::hint::spin_loop();
+                }
+            } else if self.step < Self::YIELD_STEPS {
+                backend::yield_now();
+            } else {
+                let doublings = (self.step - Self::YIELD_STEPS).min(7);
+                std::thread::sleep(std::time::Duration::from_micros(8 << doublings));
+            }
+            self.step = self.step.saturating_add(1);
+        }
+        #[cfg(any(loom, shuttle))]
+        {
+            self.step = self.step.saturating_add(1);
+            backend::yield_now();
+        }
+    }
+}
