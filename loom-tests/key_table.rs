@@ -93,40 +93,44 @@ fn torn_read_vs_reuse() {
 #[test]
 fn torn_read_vs_reuse_by_another_thread() {
     type Queue = CoalescingQueue<(u64, u64), u32, Compact<SameHash>>;
-    model_at("key_table::torn_read_vs_reuse_by_another_thread", &[2], |capacity| {
-        let q: Arc<Queue> = Arc::new(Builder::new().capacity(capacity).build());
-        assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Enqueued));
-        let taker = {
-            let q = q.clone();
-            thread::spawn(move || assert_eq!(q.try_take().unwrap().key(), Some(&(1, 2))))
-        };
-        let writer = {
-            let q = q.clone();
-            // Full only if the reader's offer took the free slot.
-            thread::spawn(move || q.try_offer_key((3, 4)))
-        };
-        let reader = {
-            let q = q.clone();
-            thread::spawn(move || q.try_offer_key((1, 4)))
-        };
-        taker.join().unwrap();
-        let written = writer.join().unwrap();
-        let read = reader.join().unwrap();
-        assert_ne!(
-            read,
-            Ok(Offered::Coalesced),
-            "G1 violated: (1, 4) was never pending, yet its offer was coalesced"
-        );
-        let mut delivered = Vec::new();
-        while let Ok(entry) = q.try_take() {
-            delivered.push(*entry.key().unwrap());
-        }
-        if read == Ok(Offered::Enqueued) {
-            assert!(delivered.contains(&(1, 4)), "G1 violated: {delivered:?}");
-        }
-        if written.is_ok() {
-            assert!(delivered.contains(&(3, 4)), "G1 violated: {delivered:?}");
-        }
-        assert_eq!((q.pending_keys(), q.claimed_slots()), (0, 0), "G6 violated");
-    });
+    model_at(
+        "key_table::torn_read_vs_reuse_by_another_thread",
+        &[2],
+        |capacity| {
+            let q: Arc<Queue> = Arc::new(Builder::new().capacity(capacity).build());
+            assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Enqueued));
+            let taker = {
+                let q = q.clone();
+                thread::spawn(move || assert_eq!(q.try_take().unwrap().key(), Some(&(1, 2))))
+            };
+            let writer = {
+                let q = q.clone();
+                // Full only if the reader's offer took the free slot.
+                thread::spawn(move || q.try_offer_key((3, 4)))
+            };
+            let reader = {
+                let q = q.clone();
+                thread::spawn(move || q.try_offer_key((1, 4)))
+            };
+            taker.join().unwrap();
+            let written = writer.join().unwrap();
+            let read = reader.join().unwrap();
+            assert_ne!(
+                read,
+                Ok(Offered::Coalesced),
+                "G1 violated: (1, 4) was never pending, yet its offer was coalesced"
+            );
+            let mut delivered = Vec::new();
+            while let Ok(entry) = q.try_take() {
+                delivered.push(*entry.key().unwrap());
+            }
+            if read == Ok(Offered::Enqueued) {
+                assert!(delivered.contains(&(1, 4)), "G1 violated: {delivered:?}");
+            }
+            if written.is_ok() {
+                assert!(delivered.contains(&(3, 4)), "G1 violated: {delivered:?}");
+            }
+            assert_eq!((q.pending_keys(), q.claimed_slots()), (0, 0), "G6 violated");
+        },
+    );
 }

@@ -535,6 +535,111 @@ where
     );
 }
 
+/// New keys only, at a capacity of two buckets (9 to 16 slots), so home
+/// buckets fill and keys spill into each other's buckets all the time,
+/// while takes free entries anywhere: six producers `try_offer_key` random
+/// keys, two consumers `try_take`. No single `try_offer_key` may take more
+/// than two seconds (a reserver that waits for another bucket's bit while
+/// holding its own can spin for ever); at the end nothing is left pending,
+/// claimed or counted as overflow (G6, T2).
+fn stress_spill<S: Store>(capacity: usize)
+where
+    Q<S>: Sync,
+{
+    const PRODUCERS: usize = 6;
+    const IDLE: u64 = u64::MAX;
+    let q: Q<S> = build(capacity, InFlightPolicy::Requeue);
+    let epoch = Instant::now();
+    let deadline = epoch + duration();
+    // Per producer: when its current call began (ms since `epoch`), or IDLE.
+    let calls: Vec<AtomicU64> = (0..PRODUCERS).map(|_| AtomicU64::new(IDLE)).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (offered, taken) = (AtomicU64::new(0), AtomicU64::new(0));
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(SeqCst) {
+                let now = epoch.elapsed().as_millis() as u64;
+                for (id, call) in calls.iter().enumerate() {
+                    let began = call.load(SeqCst);
+                    if began != IDLE && now.saturating_sub(began) > 2_000 {
+                        eprintln!(
+                            "producer {id}: one try_offer_key has run for {} ms at capacity \
+                             {capacity} on {} (a reserver spins for ever): {q:?}",
+                            now - began,
+                            type_name::<S>()
+                        );
+                        std::process::abort();
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|id| {
+                let (q, call, offered) = (&q, &calls[id], &offered);
+                scope.spawn(move || {
+                    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ id as u64;
+                    while Instant::now() < deadline {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        call.store(epoch.elapsed().as_millis() as u64, SeqCst);
+                        let outcome = q.try_offer_key(rng as K);
+                        call.store(IDLE, SeqCst);
+                        if matches!(outcome, Ok(Offered::Enqueued)) {
+                            offered.fetch_add(1, SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, taken) = (&q, &taken);
+                scope.spawn(move || {
+                    while Instant::now() < deadline {
+                        match q.try_take() {
+                            Ok(_) => {
+                                taken.fetch_add(1, SeqCst);
+                            }
+                            Err(TryTakeError::Empty) => thread::yield_now(),
+                            Err(TryTakeError::Closed) => unreachable!("never closed"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in producers.into_iter().chain(consumers) {
+            thread.join().unwrap();
+        }
+        stop.store(true, SeqCst);
+    });
+    while q.try_take().is_ok() {
+        taken.fetch_add(1, SeqCst);
+    }
+    assert_eq!(
+        offered.load(SeqCst),
+        taken.load(SeqCst),
+        "G1/G2: enqueued vs taken"
+    );
+    assert!(
+        taken.load(SeqCst) > 1000,
+        "too little work to mean anything"
+    );
+    assert_eq!(q.pending_keys(), 0, "G6: keys left pending: {q:?}");
+    assert_eq!(q.claimed_slots(), 0, "G6: claims left: {q:?}");
+    assert_eq!(
+        q.overflow_counts(),
+        0,
+        "T2: overflow counts left raised: {q:?}"
+    );
+    eprintln!(
+        "spill, {}, capacity {capacity}: {} new keys through",
+        type_name::<S>(),
+        taken.load(SeqCst)
+    );
+}
+
 // ----- the tests, once per key store -----
 
 /// Instantiates every stress test once per key store, each in a module
@@ -564,6 +669,12 @@ macro_rules! for_each_store {
             #[test]
             fn stress_leased_flaky_sender_capacity_64() {
                 stress_leased::<S>(64, InFlightPolicy::Requeue);
+            }
+
+            #[test]
+            fn stress_spill_capacity_9_and_12() {
+                stress_spill::<S>(9);
+                stress_spill::<S>(12);
             }
 
             #[test]

@@ -47,10 +47,11 @@ pub(crate) fn spin_wait() {
 }
 
 /// Waiting for an insert bit that someone else holds: spin a little (a
-/// holder keeps it for a few dozen instructions), then yield, then sleep in
-/// steps that double up to a millisecond, so a waiter behind a holder that
-/// is slow (a general key's `Eq`, a descheduled thread) does not burn its
-/// core. Under the model checkers every step is a yield: they need one to
+/// holder keeps it for a few dozen instructions), then yield some 60 times
+/// (tens of microseconds: a holder that lost its core gets it back), then
+/// sleep in steps that double from 8 µs up to a millisecond, so a waiter
+/// behind a holder that is slow (a general key's `Eq`, a long-descheduled
+/// thread) does not burn its core. Under the model checkers every step is a yield: they need one to
 /// schedule the holder, and they have no clock.
 #[derive(Debug)]
 pub(crate) struct Backoff {
@@ -58,11 +59,13 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    /// Steps that spin (1, 2, 4, ... 32 hints each), then steps that yield.
+    /// Steps that spin (1, 2, 4, 8 hints each: about as long as a holder
+    /// keeps the bit), then steps that yield (the holder may have lost its
+    /// core: give it back), then sleeps.
     #[cfg(not(any(loom, shuttle)))]
-    const SPIN_STEPS: u32 = 6;
+    const SPIN_STEPS: u32 = 4;
     #[cfg(not(any(loom, shuttle)))]
-    const YIELD_STEPS: u32 = 10;
+    const YIELD_STEPS: u32 = 64;
 
     pub(crate) fn new() -> Self {
         Self { step: 0 }
