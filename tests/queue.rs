@@ -1369,7 +1369,7 @@ fn debug_output() {
         format!("{:?}", TryOfferError::Closed(NoDebug)),
         "Closed(..)"
     );
-    assert_eq!(format!("{:?}", OfferError(NoDebug)), "OfferError(..)");
+    assert_eq!(format!("{:?}", OfferError(NoDebug)), "Closed(..)");
     assert_eq!(
         format!("{:?}", OfferTimeoutError::Timeout(NoDebug)),
         "Timeout(..)"
@@ -1380,7 +1380,7 @@ fn debug_output() {
     );
     assert_eq!(format!("{:?}", TryTakeError::Empty), "Empty");
     assert_eq!(format!("{:?}", TryTakeError::Closed), "Closed");
-    assert_eq!(format!("{:?}", TakeError), "TakeError");
+    assert_eq!(format!("{:?}", TakeError), "Closed");
     assert_eq!(format!("{:?}", TakeTimeoutError::Timeout), "Timeout");
 
     // unwrap() on a non-Debug payload compiles and its message says Full.
