@@ -1,8 +1,10 @@
 //! What users of tokio's and crossbeam's channels expect, checked here: an
-//! error's `Debug` says its kind.
+//! error's `Debug` says its kind, and a batch take grows the caller's
+//! buffer only by what it takes.
 
-use coalescing_queue::CoalescingQueue;
+use coalescing_queue::{CoalescingQueue, Entry};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 /// A payload that is not `Debug`.
 struct NoDebug;
@@ -40,4 +42,46 @@ fn unwrap_of_a_closed_offer_says_closed() {
     .unwrap_err();
     let text = message(take);
     assert!(text.contains("Closed"), "{text}");
+}
+
+// ----- a batch take reserves only what it takes -----
+
+#[test]
+fn take_batch_grows_the_buffer_only_by_what_it_takes() {
+    let q = CoalescingQueue::<u32, String>::new(64);
+    let mut batch = Vec::with_capacity(4);
+    for key in 0..4 {
+        q.offer_key(key).unwrap();
+    }
+    assert_eq!(q.take_batch(&mut batch, 64, Duration::ZERO), 4);
+    assert_eq!(batch.capacity(), 4, "the buffer grew past what was taken");
+
+    batch.clear();
+    for key in 0..4 {
+        q.offer_key(key).unwrap();
+    }
+    assert_eq!(
+        q.take_batch_timeout(&mut batch, 64, Duration::ZERO, Duration::ZERO),
+        4
+    );
+    assert_eq!(batch.capacity(), 4, "the buffer grew past what was taken");
+
+    batch.clear();
+    for key in 0..4 {
+        q.offer_key(key).unwrap();
+    }
+    let taken =
+        futures_lite::future::block_on(q.take_batch_async(&mut batch, 64, Duration::ZERO));
+    assert_eq!(taken, 4);
+    assert_eq!(batch.capacity(), 4, "the buffer grew past what was taken");
+    assert_eq!(batch, (0..4).map(Entry::Key).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_large_max_does_not_reserve_for_the_whole_capacity() {
+    let q = CoalescingQueue::<u32, String>::new(1 << 16);
+    q.offer_key(1).unwrap();
+    let mut batch = Vec::new();
+    assert_eq!(q.take_batch(&mut batch, usize::MAX, Duration::ZERO), 1);
+    assert!(batch.capacity() < 64, "capacity {}", batch.capacity());
 }

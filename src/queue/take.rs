@@ -142,6 +142,9 @@ where
     ///
     /// Returns 0 only when the queue is closed and drained (or `max` is 0).
     /// Every entry it took is in `out` when it returns: nothing is dropped.
+    /// `out` grows only as entries are pushed onto it (as with `Vec::push`),
+    /// never by `max` up front: a buffer with room for what is taken keeps
+    /// its allocation.
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry};
@@ -270,7 +273,7 @@ where
             return (0, None);
         };
         let start = first.2;
-        self.keep_first(out, indexes.as_deref_mut(), max, first);
+        keep(out, indexes.as_deref_mut(), first);
         let linger_until = Instant::now().checked_add(linger);
         let mut taken = 1;
         while taken < max {
@@ -309,7 +312,7 @@ where
             return (0, None);
         };
         let start = first.2;
-        self.keep_first(out, indexes.as_deref_mut(), max, first);
+        keep(out, indexes.as_deref_mut(), first);
         let linger_until = Instant::now().checked_add(linger);
         // Made at the first wait only: a batch that fills at once needs none.
         let mut timer = None;
@@ -353,23 +356,6 @@ where
             Pin::new(&mut *timer).poll(cx).map(|()| None)
         })
         .await
-    }
-
-    /// Room for the batch (bounded by the capacity, so that a huge `max`
-    /// cannot over-allocate), and its first entry.
-    fn keep_first(
-        &self,
-        out: &mut Vec<Entry<K, V>>,
-        mut indexes: Option<&mut Vec<u32>>,
-        max: usize,
-        first: Taken<K, V>,
-    ) {
-        let room = max.min(self.capacity());
-        out.reserve(room);
-        if let Some(indexes) = indexes.as_deref_mut() {
-            indexes.reserve(room);
-        }
-        keep(out, indexes, first);
     }
 }
 
