@@ -237,9 +237,11 @@
 //! not happen. A take that panics (a spilled key's `Hash`, a leased take's
 //! `Clone`) put its entry back, at the tail. An ack whose `Hash` panics is
 //! finished (the slot is free). A batch whose `Drop` panics ends every lease
-//! it holds. A `Drop` never runs while the queue holds a lock or a bit, so
-//! it may call back into the queue. (A second panic while unwinding aborts,
-//! as it does anywhere.)
+//! it holds. Dropping the queue drops every entry still queued, each in its
+//! turn even if one's `Drop` panics, and then propagates the first panic. A
+//! `Drop` never runs while the queue holds a lock or a bit, so it may call
+//! back into the queue. (A second panic while unwinding aborts, as it does
+//! anywhere.)
 //!
 //! # No `Stream`
 //!

@@ -1,8 +1,11 @@
 //! What users of tokio's and crossbeam's channels expect, checked here: an
-//! error's `Debug` says its kind, and a batch take grows the caller's
-//! buffer only by what it takes.
+//! error's `Debug` says its kind, a batch take grows the caller's buffer
+//! only by what it takes, and dropping the queue drops every queued item
+//! even when one's `Drop` panics.
 
-use coalescing_queue::{CoalescingQueue, Entry};
+use coalescing_queue::{CoalescingQueue, Compact, Entry};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -84,4 +87,81 @@ fn a_large_max_does_not_reserve_for_the_whole_capacity() {
     let mut batch = Vec::new();
     assert_eq!(q.take_batch(&mut batch, usize::MAX, Duration::ZERO), 1);
     assert!(batch.capacity() < 64, "capacity {}", batch.capacity());
+}
+
+// ----- dropping the queue drops every item, even when one panics -----
+
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drop in `DROPPED`; panics in its `Drop` if it holds `true`.
+struct Bomb(bool);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        if self.0 {
+            panic!("a Bomb's Drop panics");
+        }
+    }
+}
+
+#[test]
+fn drop_all_items_during_panic() {
+    DROPPED.store(0, Ordering::Relaxed);
+    let q = CoalescingQueue::<u32, Bomb>::new(10);
+    q.try_offer(Bomb(true)).unwrap_or_else(|_| panic!("offer"));
+    q.try_offer(Bomb(false)).unwrap_or_else(|_| panic!("offer"));
+    q.try_offer(Bomb(false)).unwrap_or_else(|_| panic!("offer"));
+    q.try_offer_key(7).unwrap_or_else(|_| panic!("offer"));
+    let panic = catch_unwind(AssertUnwindSafe(|| drop(q))).unwrap_err();
+    assert_eq!(message(panic), "a Bomb's Drop panics");
+    assert_eq!(DROPPED.load(Ordering::Relaxed), 3, "an item was leaked");
+}
+
+/// Counts its drops; its `Drop` panics if `bomb`.
+struct Counted {
+    bomb: bool,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        if self.bomb {
+            panic!("a Counted's Drop panics");
+        }
+    }
+}
+
+#[test]
+fn drop_all_items_when_several_panic_and_resume_the_first() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let q = CoalescingQueue::<u32, Counted, Compact>::new(8);
+    for bomb in [false, true, false, true, false] {
+        let item = Counted {
+            bomb,
+            drops: drops.clone(),
+        };
+        q.try_offer(item).unwrap_or_else(|_| panic!("offer"));
+    }
+    let panic = catch_unwind(AssertUnwindSafe(|| drop(q))).unwrap_err();
+    assert_eq!(message(panic), "a Counted's Drop panics");
+    assert_eq!(drops.load(Ordering::Relaxed), 5);
+}
+
+#[test]
+fn dropping_a_queue_drops_its_items_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let q = CoalescingQueue::<u32, Counted>::new(8);
+    for _ in 0..3 {
+        let item = Counted {
+            bomb: false,
+            drops: drops.clone(),
+        };
+        q.try_offer(item).unwrap_or_else(|_| panic!("offer"));
+    }
+    drop(q.try_take().unwrap());
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    drop(q);
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
 }

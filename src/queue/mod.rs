@@ -367,6 +367,35 @@ where
     }
 }
 
+impl<K, V, S> Drop for CoalescingQueue<K, V, S>
+where
+    S: KeyStore<K>,
+{
+    /// Drops every queued item, each in its turn even if one's `Drop`
+    /// panics, then resumes the first panic. (`ArrayQueue`'s own drop
+    /// stops at a panicking value and leaks the rest. The checkers' ring, a
+    /// `VecDeque`, already drops them all, and is left alone so that a
+    /// model's teardown adds no steps.) Keys are in the key table, whose
+    /// slices drop every element even when one panics.
+    fn drop(&mut self) {
+        #[cfg(not(any(loom, shuttle)))]
+        {
+            let mut first_panic = None;
+            while let Some(entry) = self.ring.pop() {
+                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    drop(entry);
+                }));
+                if let Err(panic) = dropped {
+                    first_panic.get_or_insert(panic);
+                }
+            }
+            if let Some(panic) = first_panic {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
 impl<K, V, S> fmt::Debug for CoalescingQueue<K, V, S>
 where
     S: KeyStore<K>,
