@@ -227,9 +227,11 @@ fn lease_batch_into_leases_ends_one_by_one() {
 fn take_batch_leased_max_zero_and_close() {
     let q = Q::new(4);
     q.try_offer_key(1).unwrap();
-    let batch = q.take_batch_leased(0, Duration::from_secs(60));
-    assert!(batch.is_empty());
-    drop(batch);
+    // max 0 is refused, and takes nothing.
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(q.take_batch_leased(0, Duration::from_secs(60)));
+    }));
+    assert!(refused.is_err());
     assert_eq!((q.len(), q.in_flight()), (1, 0));
     q.close();
     let batch = q.take_batch_leased(4, Duration::from_secs(60));

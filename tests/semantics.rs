@@ -1,7 +1,7 @@
 //! What users of tokio's and crossbeam's channels expect, checked here: an
 //! error's `Debug` says its kind, a batch take grows the caller's buffer
-//! only by what it takes, and dropping the queue drops every queued item
-//! even when one's `Drop` panics.
+//! only by what it takes, dropping the queue drops every queued item even
+//! when one's `Drop` panics, and a batch of at most 0 entries is refused.
 
 use coalescing_queue::{CoalescingQueue, Compact, Entry};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -164,4 +164,46 @@ fn dropping_a_queue_drops_its_items_once() {
     assert_eq!(drops.load(Ordering::Relaxed), 1);
     drop(q);
     assert_eq!(drops.load(Ordering::Relaxed), 3);
+}
+
+// ----- a batch of at most 0 entries is refused -----
+
+fn panics(body: impl FnOnce()) -> String {
+    message(catch_unwind(AssertUnwindSafe(body)).unwrap_err())
+}
+
+#[test]
+fn take_batch_refuses_max_zero() {
+    let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    q.offer_key(1).unwrap();
+    let mut batch = Vec::new();
+    let linger = Duration::ZERO;
+    for text in [
+        panics(|| {
+            q.take_batch(&mut batch, 0, linger);
+        }),
+        panics(|| {
+            q.take_batch_timeout(&mut batch, 0, linger, linger);
+        }),
+        panics(|| {
+            futures_lite::future::block_on(q.take_batch_async(&mut batch, 0, linger));
+        }),
+        panics(|| drop(q.take_batch_leased(0, linger))),
+        panics(|| drop(q.take_batch_leased_timeout(0, linger, linger))),
+        panics(|| {
+            drop(futures_lite::future::block_on(
+                q.take_batch_leased_async(0, linger),
+            ))
+        }),
+        panics(|| {
+            drop(futures_lite::future::block_on(
+                q.take_batch_leased_owned_async(0, linger),
+            ))
+        }),
+    ] {
+        assert!(text.contains("max must be at least 1"), "{text}");
+    }
+    // Nothing was taken by the refused calls.
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.take_batch(&mut batch, 1, linger), 1);
 }

@@ -140,11 +140,16 @@ where
     /// `linger` has passed since the first; appends them to `out` in FIFO
     /// order and returns how many it appended.
     ///
-    /// Returns 0 only when the queue is closed and drained (or `max` is 0).
-    /// Every entry it took is in `out` when it returns: nothing is dropped.
+    /// Returns 0 only when the queue is closed and drained, so
+    /// `while q.take_batch(..) > 0` drains it. Every entry it took is in `out` when it returns: nothing is dropped.
     /// `out` grows only as entries are pushed onto it (as with `Vec::push`),
     /// never by `max` up front: a buffer with room for what is taken keeps
     /// its allocation.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0: a batch of at most 0 entries would return 0, which
+    /// reads as "closed and drained".
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry};
@@ -168,6 +173,10 @@ where
     /// As [`take_batch`](Self::take_batch), waiting at most `timeout` for the
     /// first entry; then lingers as `take_batch` does. Returns 0 if nothing
     /// came in time, or (at once) if the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
@@ -194,9 +203,13 @@ where
     /// The async form of [`take_batch`](Self::take_batch): waits for one
     /// entry, then gathers more until `max` entries or until `linger` has
     /// passed since the first, appending them to `out`. Returns at least 1,
-    /// unless the queue is closed and drained (or `max` is 0), as tokio's
-    /// `recv_many`. Runtime-agnostic: the linger timer is `futures-timer`'s
-    /// (one small allocation per batch that has to wait for more).
+    /// unless the queue is closed and drained, as tokio's `recv_many`.
+    /// Runtime-agnostic: the linger timer is `futures-timer`'s (one small
+    /// allocation per batch that has to wait for more).
+    ///
+    /// # Panics
+    ///
+    /// When first polled, if `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// # Cancel safety
     ///
@@ -265,9 +278,7 @@ where
         linger: Duration,
         first_by: Option<Instant>,
     ) -> (usize, Option<LeaseStart>) {
-        if max == 0 {
-            return (0, None);
-        }
+        refuse_zero(max);
         let leased = indexes.is_some();
         let Ok(first) = self.take_blocking(leased, first_by) else {
             return (0, None);
@@ -304,9 +315,7 @@ where
         max: usize,
         linger: Duration,
     ) -> (usize, Option<LeaseStart>) {
-        if max == 0 {
-            return (0, None);
-        }
+        refuse_zero(max);
         let leased = indexes.is_some();
         let Ok(first) = self.take_waiting(leased).await else {
             return (0, None);
@@ -357,6 +366,16 @@ where
         })
         .await
     }
+}
+
+/// A batch of at most 0 entries is refused: its 0 would read as "closed
+/// and drained" to a `while take_batch(..) > 0` loop.
+#[track_caller]
+fn refuse_zero(max: usize) {
+    assert!(
+        max > 0,
+        "a batch take's max must be at least 1 (0 entries is what a closed and drained queue returns)"
+    );
 }
 
 /// Appends a taken entry to a batch (and its lease's index, if leased).

@@ -129,7 +129,11 @@ where
 
     /// As [`take_batch`](Self::take_batch), with every entry leased: waits for
     /// one entry, then gathers up to `max` for at most `linger`. The batch is
-    /// empty only when the queue is closed and drained (or `max` is 0).
+    /// empty only when the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
@@ -152,6 +156,10 @@ where
     /// `timeout` for the first entry. The batch is empty if nothing came in
     /// time, or (at once) if the queue is closed and drained.
     ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
+    ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
     /// use std::time::Duration;
@@ -173,7 +181,11 @@ where
 
     /// The async form of [`take_batch_leased`](Self::take_batch_leased), as
     /// [`take_batch_async`](Self::take_batch_async): at least one entry
-    /// unless the queue is closed and drained (or `max` is 0).
+    /// unless the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// When first polled, if `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// # Cancel safety
     ///
@@ -253,6 +265,10 @@ where
     /// As [`take_batch_leased_async`](Self::take_batch_leased_async), with
     /// an [`OwnedLeaseBatch`] that can move into a spawned send task. The
     /// future holds its own `Arc` of the queue, so it is `'static` too.
+    ///
+    /// # Panics
+    ///
+    /// When first polled, if `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// # Cancel safety
     ///

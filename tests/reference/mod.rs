@@ -200,9 +200,7 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
     /// `take_batch` / `take_batch_leased` with a zero linger; `None` if it
     /// would wait for ever (nothing queued, not closed).
     pub fn take_batch(&mut self, max: usize, leased: bool) -> Option<Vec<Entry<K, V>>> {
-        if max == 0 {
-            return Some(Vec::new());
-        }
+        assert!(max > 0, "the queue refuses a batch of at most 0");
         if !self.take_ready() {
             return None;
         }
