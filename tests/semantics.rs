@@ -4,9 +4,9 @@
 //! when one's `Drop` panics, and a batch of at most 0 entries is refused.
 
 use coalescing_queue::{CoalescingQueue, Compact, Entry};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 /// A payload that is not `Debug`.
@@ -73,8 +73,7 @@ fn take_batch_grows_the_buffer_only_by_what_it_takes() {
     for key in 0..4 {
         q.offer_key(key).unwrap();
     }
-    let taken =
-        futures_lite::future::block_on(q.take_batch_async(&mut batch, 64, Duration::ZERO));
+    let taken = futures_lite::future::block_on(q.take_batch_async(&mut batch, 64, Duration::ZERO));
     assert_eq!(taken, 4);
     assert_eq!(batch.capacity(), 4, "the buffer grew past what was taken");
     assert_eq!(batch, (0..4).map(Entry::Key).collect::<Vec<_>>());
