@@ -299,6 +299,12 @@ pub enum BuildError {
     ZeroCapacity,
     /// The capacity was above the largest supported, `2^31 - 1`.
     CapacityTooLarge,
+    /// The allocator refused the memory the queue needs at this capacity:
+    /// at least `bytes` (the ring and the key table together).
+    OutOfMemory {
+        /// What was asked for, in one piece.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -307,6 +313,7 @@ impl fmt::Display for BuildError {
             Self::MissingCapacity => f.write_str("no capacity was set"),
             Self::ZeroCapacity => f.write_str("capacity must be at least 1"),
             Self::CapacityTooLarge => f.write_str("capacity must be below 2^31"),
+            Self::OutOfMemory { bytes } => write!(f, "could not allocate {bytes} bytes"),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! What users of tokio's and crossbeam's channels expect, checked here: an
 //! error's `Debug` says its kind, a batch take grows the caller's buffer
 //! only by what it takes, dropping the queue drops every queued item even
-//! when one's `Drop` panics, and a batch of at most 0 entries is refused.
+//! when one's `Drop` panics, a batch of at most 0 entries is refused, and a
+//! capacity too large for memory is an error of `try_build`.
 
-use coalescing_queue::{CoalescingQueue, Compact, Entry};
+use coalescing_queue::{BuildError, CoalescingQueue, Compact, Entry};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -205,4 +206,28 @@ fn take_batch_refuses_max_zero() {
     // Nothing was taken by the refused calls.
     assert_eq!(q.len(), 1);
     assert_eq!(q.take_batch(&mut batch, 1, linger), 1);
+}
+
+// ----- a capacity too large for memory is an error of try_build -----
+
+#[test]
+fn try_build_refuses_a_capacity_it_cannot_allocate() {
+    // 2^31 - 1 slots of at least 32 bytes: 64 GiB for the ring alone, more
+    // than the address space of a 32-bit target or the memory of a test
+    // machine.
+    let built = CoalescingQueue::<u32, String>::builder()
+        .capacity((1 << 31) - 1)
+        .try_build();
+    match built {
+        Err(BuildError::OutOfMemory { bytes }) => assert!(bytes >= 64 << 30, "{bytes}"),
+        Err(other) => panic!("unexpected error {other:?}"),
+        Ok(_) => panic!("built a queue of 64 GiB"),
+    }
+}
+
+#[test]
+fn new_names_the_bytes_it_could_not_allocate() {
+    let text = panics(|| drop(CoalescingQueue::<u32, String>::new((1 << 31) - 1)));
+    assert!(text.contains("bytes"), "{text}");
+    assert!(text.contains("allocate"), "{text}");
 }

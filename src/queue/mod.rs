@@ -145,7 +145,8 @@ where
     ///
     /// # Panics
     ///
-    /// If `capacity` is 0 or above `2^31 - 1`. Use
+    /// If `capacity` is 0 or above `2^31 - 1`, or if the memory for it
+    /// cannot be allocated (the message names the bytes asked for). Use
     /// [`builder`](Self::builder) and [`try_build`](crate::Builder::try_build)
     /// to get an error instead.
     ///
@@ -158,6 +159,7 @@ where
     /// let compact = CoalescingQueue::<u64, String, Compact>::new(1024);
     /// assert_eq!(compact.capacity(), 1024);
     /// ```
+    #[track_caller]
     pub fn new(capacity: usize) -> Self {
         crate::Builder::new().capacity(capacity).build()
     }
