@@ -226,6 +226,15 @@ fn try_build_refuses_a_capacity_it_cannot_allocate() {
 }
 
 #[test]
+fn try_build_refuses_more_than_the_address_space() {
+    // 2^31 - 1 slots of an 8 GiB item: the size overflows, on any machine.
+    let built = CoalescingQueue::<u32, [u8; 1 << 33]>::builder()
+        .capacity((1 << 31) - 1)
+        .try_build();
+    assert!(matches!(built, Err(BuildError::OutOfMemory { .. })));
+}
+
+#[test]
 fn new_names_the_bytes_it_could_not_allocate() {
     let text = panics(|| drop(CoalescingQueue::<u32, String>::new((1 << 31) - 1)));
     assert!(text.contains("bytes"), "{text}");

@@ -172,8 +172,8 @@ where
     /// assert_eq!(missing.unwrap_err(), BuildError::MissingCapacity);
     /// assert!(CoalescingQueue::<u32, ()>::builder().capacity(8).try_build().is_ok());
     ///
-    /// // 2^31 - 1 slots of a 1 KiB item: 2 TiB, which no allocator grants here.
-    /// let huge = CoalescingQueue::<u32, [u8; 1024]>::builder()
+    /// // 2^31 - 1 slots of an 8 GiB item: more than any address space.
+    /// let huge = CoalescingQueue::<u32, [u8; 1 << 33]>::builder()
     ///     .capacity((1 << 31) - 1)
     ///     .try_build();
     /// assert!(matches!(huge.unwrap_err(), BuildError::OutOfMemory { .. }));
