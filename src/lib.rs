@@ -8,6 +8,12 @@
 //! acknowledges them, and come back if the send failed. Beside the queue, a
 //! [`ResendGate`] tells a coordinator when to re-send a fan-out request.
 //!
+//! Coming from a channel: its `send` is [`offer_key`](CoalescingQueue::offer_key)
+//! for a key that should coalesce, and [`offer`](CoalescingQueue::offer) for
+//! a pass-through item, which never does. When keys and items are the same
+//! type (`CoalescingQueue<String, String>`) both compile: an `offer` of a
+//! key queues a copy every time.
+//!
 //! # Why
 //!
 //! A coordinator asks thousands of workers to do something; each answers

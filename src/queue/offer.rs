@@ -57,6 +57,11 @@ where
     /// coalesced into that copy, even when the queue is full; otherwise a
     /// new copy is queued at the tail if a slot is free.
     ///
+    /// Only the `*_offer_key` forms coalesce: the `*_offer` forms (a
+    /// channel's `send`) queue a pass-through item, never coalesced. When
+    /// the key and the item are the same type (`CoalescingQueue<String,
+    /// String>`) both compile; pick by what should coalesce.
+    ///
     /// # Errors
     ///
     /// `Full(key)` if every slot is claimed and the key is not pending;
@@ -80,7 +85,9 @@ where
         }
     }
 
-    /// Offers a key, blocking while the queue is full.
+    /// Offers a key, blocking while the queue is full. The form for a key
+    /// that should coalesce; [`offer`](Self::offer), a channel's `send`,
+    /// queues a pass-through item, never coalesced.
     ///
     /// A key that is pending when the call starts (or when it wakes) is
     /// coalesced at once, full or not. While it sleeps, it waits for a free
@@ -202,6 +209,23 @@ where
     /// Offers a pass-through item without blocking. Items are never
     /// coalesced; they keep their place in the FIFO with the keys.
     ///
+    /// **Not** the way to offer a key: a key that should coalesce goes
+    /// through [`try_offer_key`](Self::try_offer_key) (and the other
+    /// `*_offer_key` forms). When the key and the item are the same type,
+    /// both compile, and this one queues every copy:
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Offered};
+    ///
+    /// let q = CoalescingQueue::<String, String>::new(4);
+    /// q.try_offer("done 7".to_string()).unwrap(); // an item: not coalesced
+    /// q.try_offer("done 7".to_string()).unwrap(); // a second copy
+    /// assert_eq!(q.len(), 2);
+    /// assert_eq!(q.try_offer_key("done 8".to_string()), Ok(Offered::Enqueued));
+    /// assert_eq!(q.try_offer_key("done 8".to_string()), Ok(Offered::Coalesced));
+    /// assert_eq!(q.len(), 3);
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Full(item)` if every slot is claimed; `Closed(item)` if closed.
@@ -223,7 +247,10 @@ where
         }
     }
 
-    /// Offers a pass-through item, blocking while the queue is full.
+    /// Offers a pass-through item, blocking while the queue is full. Items
+    /// are never coalesced: a key that should coalesce goes through
+    /// [`offer_key`](Self::offer_key), even when keys and items are the same
+    /// type (see [`try_offer`](Self::try_offer)).
     ///
     /// # Errors
     ///
