@@ -36,7 +36,22 @@ where
     K: Hash + Eq + Clone,
 {
     /// A builder with no capacity set, `InFlightPolicy::Requeue` and the
-    /// default hasher.
+    /// default hasher, for the general store. For the compact store (whose
+    /// keys need not be `Hash`, so `CompactQueue::<K, V>::builder()` does
+    /// not exist), use [`Builder::<K, V, Compact>::new()`](Builder::new), or
+    /// `.hasher(Compact(s))` on this one.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Compact, DefaultHashBuilder};
+    ///
+    /// let general = CoalescingQueue::<String, String>::builder().capacity(8).build();
+    /// assert_eq!(general.capacity(), 8);
+    /// let compact = CoalescingQueue::<u64, String>::builder()
+    ///     .hasher(Compact(DefaultHashBuilder::default()))
+    ///     .capacity(8)
+    ///     .build();
+    /// assert!(compact.try_offer_key(7).is_ok());
+    /// ```
     pub fn builder() -> Builder<K, V, DefaultHashBuilder> {
         Builder {
             capacity: None,

@@ -129,6 +129,25 @@ where
 /// assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Enqueued));
 /// assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Coalesced));
 /// ```
+///
+/// # Its builder
+///
+/// `CompactQueue::<K, V>::builder()` does not exist (error E0599: the
+/// `builder` function is the general store's, [`CoalescingQueue::builder`],
+/// whose keys must be `Hash`). A builder for the compact store is
+/// [`Builder::<K, V, Compact>::new()`](crate::Builder::new), or
+/// `Builder::<K, V, Compact<S>>::new()` for a hasher `S` of the packed
+/// words (or `.hasher(Compact(s))` on either):
+///
+/// ```
+/// use coalescing_queue::{Builder, Compact, CompactQueue, InFlightPolicy};
+///
+/// let q: CompactQueue<u64, String> = Builder::<u64, String, Compact>::new()
+///     .capacity(1024)
+///     .in_flight_policy(InFlightPolicy::Absorb)
+///     .build();
+/// assert_eq!(q.capacity(), 1024);
+/// ```
 pub type CompactQueue<K, V, S = DefaultHashBuilder> = CoalescingQueue<K, V, Compact<S>>;
 
 impl<K, V, S> CoalescingQueue<K, V, S>
