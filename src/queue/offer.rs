@@ -95,6 +95,20 @@ where
     /// pending meanwhile, this call still waits for the next free slot and
     /// then returns `Coalesced`.
     ///
+    /// # Fairness
+    ///
+    /// Waiting offerers are not served in order, and a freed slot is not
+    /// handed to the one woken for it: each freed slot wakes one waiting
+    /// offerer, which then tries again, and any offer that tries first (a
+    /// fresh `try_offer`, or a new blocking offer's first attempt) can
+    /// claim the slot instead. A woken offerer that loses its slot so waits
+    /// again, behind offerers that began waiting after it. Nothing bounds
+    /// how often that happens while other offers keep arriving at a full
+    /// queue. Once no new offer competes, and takers keep freeing slots,
+    /// the waiting offerers are woken one per freed slot in the order they
+    /// last began to wait, so each gets one. To bound the wait, use a
+    /// `*_timeout` or `*_deadline` form.
+    ///
     /// # Errors
     ///
     /// `OfferError(key)` if the queue is closed, before or while waiting.
@@ -120,6 +134,10 @@ where
 
     /// Offers a key, blocking while the queue is full for at most `timeout`.
     ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
+    ///
     /// # Errors
     ///
     /// `Timeout(key)` if the queue stayed full; `Closed(key)` if it closed.
@@ -144,6 +162,10 @@ where
     /// Offers a key, blocking while the queue is full until `deadline`. A
     /// deadline already past makes this a [`try_offer_key`](Self::try_offer_key)
     /// (with the timeout error).
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
@@ -182,6 +204,10 @@ where
     }
 
     /// Offers a key, waiting asynchronously while the queue is full.
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
@@ -252,6 +278,10 @@ where
     /// [`offer_key`](Self::offer_key), even when keys and items are the same
     /// type (see [`try_offer`](Self::try_offer)).
     ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
+    ///
     /// # Errors
     ///
     /// `OfferError(item)` if the queue is closed, before or while waiting.
@@ -275,6 +305,10 @@ where
 
     /// Offers a pass-through item, blocking while full for at most `timeout`.
     ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
+    ///
     /// # Errors
     ///
     /// `Timeout(item)` if the queue stayed full; `Closed(item)` if it closed.
@@ -295,6 +329,10 @@ where
     /// Offers a pass-through item, blocking while full until `deadline`. A
     /// deadline already past makes this a [`try_offer`](Self::try_offer)
     /// (with the timeout error).
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
@@ -323,6 +361,10 @@ where
     }
 
     /// Offers a pass-through item, waiting asynchronously while full.
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
