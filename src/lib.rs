@@ -183,7 +183,9 @@
 //! * **Owned** (`*_owned`, on `Arc<CoalescingQueue>`): the lease or batch
 //!   holds an `Arc` of the queue, so it is `'static` and can move into a
 //!   spawned task or another thread (the send task of an async sender);
-//!   the futures are `'static` too.
+//!   the futures are `'static` too. Every leased form has an owned one:
+//!   try, blocking, timeout, deadline and async for single leases;
+//!   blocking, timeout and async for batches.
 //!
 //! Forms of each operation, as in `crossbeam-channel`: `try_*` never
 //! blocks, the plain form blocks, `*_timeout` and `*_deadline` block up to a
