@@ -193,6 +193,82 @@
 //! returns a future. Errors hand the rejected value back (`into_inner`) and
 //! print as `Full(..)` without needing `T: Debug`.
 //!
+//! # A leased sender
+//!
+//! Workers offer with re-sends through [`Producer`]s; one async task takes
+//! leased batches with a linger, sends each batch, acks it if the send went
+//! out and nacks it if it failed (its entries go back to the tail and come
+//! again); the last producer's drop closes the queue, and the loop ends at
+//! the first empty batch: closed, nothing queued, nothing in flight.
+//!
+//! ```
+//! use coalescing_queue::{CoalescingQueue, Entry};
+//! use std::collections::BTreeSet;
+//! use std::{sync::Arc, thread, time::Duration};
+//!
+//! #[derive(Clone, PartialEq, Eq, Hash, Debug)]
+//! struct Done { table: u64 }
+//!
+//! /// The transport: every third send fails.
+//! async fn send(messages: &[String], sends: &mut u32) -> Result<(), ()> {
+//!     assert!(!messages.is_empty());
+//!     *sends += 1;
+//!     tokio::task::yield_now().await;
+//!     if *sends % 3 == 0 { Err(()) } else { Ok(()) }
+//! }
+//!
+//! let queue = Arc::new(CoalescingQueue::<Done, String>::new(1024));
+//! let producer = queue.producer();
+//! let workers: Vec<_> = (0..4)
+//!     .map(|w| {
+//!         let producer = producer.clone(); // made before any is dropped
+//!         thread::spawn(move || {
+//!             for _resend in 0..3 {
+//!                 for table in 0..10 {
+//!                     producer.offer_key(Done { table: w * 10 + table }).unwrap();
+//!                 }
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! drop(producer); // the workers' producers are now the only ones
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let delivered = runtime.block_on(async {
+//!     let (mut delivered, mut sends) = (BTreeSet::new(), 0);
+//!     loop {
+//!         let batch = queue.take_batch_leased_async(64, Duration::from_millis(2)).await;
+//!         if batch.is_empty() {
+//!             break; // closed and drained: nothing queued or in flight
+//!         }
+//!         let messages: Vec<String> = batch
+//!             .iter()
+//!             .map(|entry| match entry {
+//!                 Entry::Key(done) => format!("table {} done", done.table),
+//!                 Entry::Item(message) => message.clone(),
+//!             })
+//!             .collect();
+//!         match send(&messages, &mut sends).await {
+//!             Ok(()) => {
+//!                 delivered.extend(messages);
+//!                 batch.ack();
+//!             }
+//!             Err(()) => batch.nack(), // queued again at the tail
+//!         }
+//!     }
+//!     delivered
+//! });
+//! for worker in workers {
+//!     worker.join().unwrap();
+//! }
+//! assert_eq!(delivered.len(), 40); // every table's answer went out
+//! assert_eq!((queue.len(), queue.in_flight()), (0, 0));
+//! ```
+//!
+//! A sender that sends in other tasks (the owned forms below) holds leases
+//! while it takes again; see [sharing and shutting
+//! down](#sharing-and-shutting-down) for how it ends.
+//!
 //! `examples/async_sender.rs` is a whole tokio sender: workers offer with
 //! re-sends, one task takes owned leased batches with a linger, spawned
 //! tasks send them over a failing transport, retry while holding the lease
