@@ -182,7 +182,8 @@ impl<T> std::error::Error for OfferTimeoutError<T> {}
 pub enum TryTakeError {
     /// Nothing is queued right now.
     Empty,
-    /// The queue is closed and nothing is queued or on its way in.
+    /// The queue is closed and drained: nothing is queued or on its way in,
+    /// and no lease is out. Final: no take gets anything after it.
     Closed,
 }
 
@@ -209,7 +210,8 @@ impl fmt::Display for TryTakeError {
 
 impl std::error::Error for TryTakeError {}
 
-/// A blocking or async take failed: the queue is closed and drained. Its
+/// A blocking or async take failed: the queue is closed and drained
+/// (nothing queued or on its way in, no lease out; final). Its
 /// `Debug` says the kind, `Closed`, as the other take errors do.
 ///
 /// ```
@@ -255,7 +257,8 @@ impl std::error::Error for TakeError {}
 pub enum TakeTimeoutError {
     /// Nothing arrived before the deadline.
     Timeout,
-    /// The queue is closed and drained.
+    /// The queue is closed and drained (nothing queued or on its way in, no
+    /// lease out; final).
     Closed,
 }
 

@@ -265,9 +265,11 @@
 //! assert_eq!((queue.len(), queue.in_flight()), (0, 0));
 //! ```
 //!
-//! A sender that sends in other tasks (the owned forms below) holds leases
-//! while it takes again; see [sharing and shutting
-//! down](#sharing-and-shutting-down) for how it ends.
+//! A sender whose sends run in other tasks (the owned forms below) ends the
+//! same way: after close its take waits while those tasks hold leases, and
+//! comes back empty only once the last one has ended. A task that holds a
+//! lease itself ends it before it takes again (see [sharing and shutting
+//! down](#sharing-and-shutting-down)).
 //!
 //! `examples/async_sender.rs` is a whole tokio sender: workers offer with
 //! re-sends, one task takes owned leased batches with a linger, spawned
@@ -282,17 +284,23 @@
 //!
 //! [`close`](CoalescingQueue::close) makes every later offer fail with its
 //! value handed back, wakes everyone blocked, and lets takers drain what is
-//! queued; a take reports `Closed` only once nothing is queued or on its way
-//! in. [`close_and_wait`](CoalescingQueue::close_and_wait) closes and also
-//! waits for every lease to be acked (`false` on its timeout, or at once if
+//! queued. A take reports `Closed` only when that is final: the queue is
+//! closed and **drained**, nothing queued, nothing on its way in and no
+//! lease out. While leases are out after close, a nack (or the ack of a key
+//! re-offered in flight) can still queue an entry again, so until the last
+//! lease ends a try-take says `Empty` and a blocking or async take waits:
+//! the entry that comes back wakes it, and so does the last ack (then it
+//! reports `Closed`). So the natural loop, take until `Closed` or until a
+//! batch comes back empty, leaves nothing behind, also when its sends run
+//! in other tasks. [`close_and_wait`](CoalescingQueue::close_and_wait)
+//! closes and waits for the same end (`false` on its timeout, or at once if
 //! `close` is called meanwhile, to abandon a drain that takes too long).
 //!
-//! After close a take reports `Closed` once nothing is queued, even while
-//! leases are out; a nack, or the ack of a key re-offered in flight, then
-//! queues the entry again, and only a later take gets it. A sender whose
-//! sends run in other tasks therefore takes again until its own sends have
-//! ended, and stops at an empty batch only then (as
-//! `examples/async_sender.rs` does).
+//! The one way to deadlock: after close, a thread (or task) that holds a
+//! lease or a leased batch and makes a blocking or async take *itself*
+//! waits for its own lease to end, which it never does. End the lease (ack,
+//! nack or drop) first, hand it to another task, or use `try_*` or a
+//! `*_timeout` form there.
 //!
 //! A channel closes when its last sender is dropped; a queue shared by
 //! `Arc` cannot tell its producers from its consumers. Give each producer a

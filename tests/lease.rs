@@ -597,8 +597,13 @@ fn leases_ack_and_nack_after_close() {
     assert!(q.close());
     // Re-offers are refused after close, even of in-flight keys.
     assert_eq!(q.try_offer_key(2), Err(TryOfferError::Closed(2)));
-    // Nothing queued: takes report Closed though leases are out.
-    assert_eq!(q.try_take().unwrap_err(), TryTakeError::Closed);
+    // Nothing queued, but leases are out and a nack may bring an entry
+    // back: not Closed yet (Closed is final).
+    assert_eq!(q.try_take().unwrap_err(), TryTakeError::Empty);
+    assert_eq!(
+        q.take_timeout(Duration::from_millis(1)),
+        Err(TakeTimeoutError::Timeout)
+    );
     one.ack();
     two.nack();
     drop(three);

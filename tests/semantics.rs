@@ -240,3 +240,174 @@ fn new_names_the_bytes_it_could_not_allocate() {
     assert!(text.contains("bytes"), "{text}");
     assert!(text.contains("allocate"), "{text}");
 }
+
+// ----- Closed is final: not reported while a lease is out -----
+
+/// How long a call that should return promptly may take.
+const PROMPT: Duration = Duration::from_secs(5);
+/// Long enough for a waiter to have blocked.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Runs `f` on a thread; its result comes on the receiver.
+fn spawn_result<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+#[test]
+fn a_take_after_close_waits_for_the_nack_of_a_lease() {
+    let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    q.offer_key(1).unwrap();
+    let lease = q.try_take_leased().unwrap();
+    q.close();
+    // Nothing queued, but the lease may come back: not Closed yet.
+    assert!(q.try_take().unwrap_err().is_empty());
+    assert!(q.try_take_leased().unwrap_err().is_empty());
+    let taker = {
+        let q = q.clone();
+        spawn_result(move || {
+            let mut taken = Vec::new();
+            while let Ok(entry) = q.take() {
+                taken.push(entry);
+            }
+            taken
+        })
+    };
+    std::thread::sleep(SETTLE);
+    assert!(
+        taker.try_recv().is_err(),
+        "take reported Closed with a lease out"
+    );
+    lease.nack();
+    let taken = taker.recv_timeout(PROMPT).expect("the taker ended");
+    assert_eq!(taken, [Entry::Key(1)], "the nacked key was left behind");
+    assert!(q.try_take().unwrap_err().is_closed());
+}
+
+#[test]
+fn a_take_after_close_ends_at_the_last_ack() {
+    let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    q.offer_key(1).unwrap();
+    q.offer("item".to_string()).unwrap();
+    let key = q.try_take_leased().unwrap();
+    let item = q.try_take_leased().unwrap();
+    q.close();
+    let taker = {
+        let q = q.clone();
+        spawn_result(move || q.take())
+    };
+    let timed = {
+        let q = q.clone();
+        spawn_result(move || q.take_timeout(Duration::from_secs(60)))
+    };
+    std::thread::sleep(SETTLE);
+    assert!(
+        taker.try_recv().is_err(),
+        "take reported Closed with leases out"
+    );
+    key.ack();
+    std::thread::sleep(SETTLE);
+    assert!(
+        taker.try_recv().is_err(),
+        "take reported Closed with a lease out"
+    );
+    item.ack();
+    let taken = taker
+        .recv_timeout(PROMPT)
+        .expect("the last ack woke the taker");
+    assert!(taken.is_err(), "{taken:?}");
+    let timed = timed
+        .recv_timeout(PROMPT)
+        .expect("the last ack woke the taker");
+    assert_eq!(timed, Err(coalescing_queue::TakeTimeoutError::Closed));
+}
+
+#[test]
+fn take_async_after_close_waits_for_the_nack_of_a_lease() {
+    let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    q.offer_key(1).unwrap();
+    let lease = q.try_take_leased_owned().unwrap();
+    q.close();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let taken = runtime.block_on(async {
+        let nacker = tokio::spawn(async move {
+            tokio::time::sleep(SETTLE).await;
+            lease.nack();
+        });
+        let first = tokio::time::timeout(PROMPT, q.take_async()).await;
+        nacker.await.unwrap();
+        let second = tokio::time::timeout(PROMPT, q.take_async()).await;
+        (first, second)
+    });
+    assert_eq!(taken.0.expect("woken by the nack"), Ok(Entry::Key(1)));
+    assert!(taken.1.expect("closed and drained").is_err());
+}
+
+/// The natural leased sender, with its sends in other threads: take leased
+/// batches until one comes back empty. A send that fails nacks after the
+/// close; nothing is left behind, and the drain finishes.
+#[test]
+fn a_sender_loop_that_stops_at_an_empty_batch_leaves_nothing_behind() {
+    let q = Arc::new(CoalescingQueue::<u32, String>::new(16));
+    for key in 0..8 {
+        q.offer_key(key).unwrap();
+    }
+    q.close();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut sends = Vec::new();
+    let mut attempt = 0;
+    loop {
+        let batch = q.take_batch_leased_owned(3, Duration::ZERO);
+        if batch.is_empty() {
+            break;
+        }
+        attempt += 1;
+        let fails = attempt <= 2; // the first two sends fail, late
+        let sent = sent.clone();
+        sends.push(std::thread::spawn(move || {
+            std::thread::sleep(SETTLE);
+            if fails {
+                batch.nack();
+            } else {
+                let keys = batch.iter().map(|e| *e.key().unwrap());
+                sent.lock().unwrap().extend(keys);
+                batch.ack();
+            }
+        }));
+    }
+    for send in sends {
+        send.join().unwrap();
+    }
+    let mut sent = sent.lock().unwrap().clone();
+    sent.sort_unstable();
+    assert_eq!(sent, (0..8).collect::<Vec<_>>(), "entries left behind");
+    assert_eq!((q.len(), q.in_flight()), (0, 0));
+    assert!(q.close_and_wait(Duration::ZERO));
+}
+
+#[test]
+fn a_batch_after_close_does_not_linger_for_leases() {
+    let q = CoalescingQueue::<u32, String>::new(4);
+    q.offer_key(1).unwrap();
+    q.offer_key(2).unwrap();
+    let other = q.try_take_leased().unwrap();
+    q.close();
+    let started = std::time::Instant::now();
+    let batch = q.take_batch_leased(4, Duration::from_secs(60));
+    assert_eq!(batch.entries(), [Entry::Key(2)]);
+    let mut plain = Vec::new();
+    other.nack();
+    assert_eq!(q.take_batch(&mut plain, 4, Duration::from_secs(60)), 1);
+    assert!(started.elapsed() < PROMPT, "a batch lingered after close");
+    batch.ack();
+    assert_eq!(q.take_batch(&mut plain, 4, Duration::from_secs(60)), 0);
+}

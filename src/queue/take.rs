@@ -29,8 +29,10 @@ where
     ///
     /// # Errors
     ///
-    /// `Empty` if nothing is queued; `Closed` if the queue is closed and
-    /// nothing is queued or on its way in.
+    /// `Empty` if nothing is queued (also after close while a lease is
+    /// out: its nack may queue the entry again); `Closed` if the queue is
+    /// closed and drained: nothing queued or on its way in, and no lease
+    /// out. `Closed` is final.
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry, TryTakeError};
@@ -48,9 +50,15 @@ where
 
     /// Takes the entry at the head, blocking while the queue is empty.
     ///
+    /// After close it still waits while a lease is out (a nack brings its
+    /// entry back); it returns `TakeError` once the last lease has ended.
+    /// So a thread that holds a lease must not block here on a closed queue
+    /// (see [sharing and shutting down](crate#sharing-and-shutting-down)).
+    ///
     /// # Errors
     ///
-    /// `TakeError` only when the queue is closed and drained.
+    /// `TakeError` only when the queue is closed and drained: nothing
+    /// queued or on its way in, and no lease out.
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry};
@@ -293,6 +301,9 @@ where
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
+                // Closed: no offer comes any more, and what leases give
+                // back (this batch's own included) is for the next take.
+                Err(TryTakeError::Empty) if self.is_closed() => break,
                 Err(TryTakeError::Empty) => match self.take_blocking(leased, linger_until) {
                     Ok(one) => {
                         keep(out, indexes.as_deref_mut(), one);
@@ -331,6 +342,8 @@ where
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
+                // As in `gather`: after close, no lingering.
+                Err(TryTakeError::Empty) if self.is_closed() => break,
                 Err(TryTakeError::Empty) => {
                     let one = match linger_until {
                         // A linger too long to add to now: no timer.
