@@ -335,13 +335,20 @@
 //! back into the queue. (A second panic while unwinding aborts, as it does
 //! anywhere.)
 //!
-//! # No `Stream`
+//! # Streams
 //!
-//! The queue does not implement `futures_core::Stream`: a `poll_next` would
-//! have to keep a registered waiter between polls, a second, hand-written
-//! copy of the one wait loop the loom models check (the `async fn` forms
-//! are that loop). `unfold` over an owned handle gives a stream of entries
-//! (or of leases, with `take_leased_owned_async`) in three lines:
+//! With the `stream` feature (on `futures-core`), an `Arc` of the queue
+//! gives `futures_core::Stream`s: `take_stream()` of entries,
+//! `lease_stream()` of owned leases and `leased_batch_stream(max, linger)`
+//! of owned leased batches. Each polls the crate's own async take (boxed:
+//! one small allocation per item), so it is cancel-safe as that take is,
+//! and ends when the queue is closed and drained. The queue itself is not
+//! a `Stream`: a `poll_next` of its own would have to keep a registered
+//! waiter between polls, a second, hand-written copy of the one wait loop
+//! the loom models check (the `async fn` forms are that loop).
+//!
+//! Without the feature, `unfold` over an owned handle gives a stream of
+//! entries (or of leases, with `take_leased_owned_async`) in three lines:
 //!
 //! ```
 //! use coalescing_queue::{CoalescingQueue, Entry};
@@ -377,6 +384,8 @@ mod lease;
 mod policy;
 mod queue;
 mod stats;
+#[cfg(feature = "stream")]
+mod stream;
 mod sync;
 mod wait;
 
@@ -397,6 +406,8 @@ pub use queue::producer::Producer;
 pub use queue::DefaultHasher;
 pub use queue::{CoalescingQueue, CompactQueue, DefaultHashBuilder};
 pub use stats::Stats;
+#[cfg(feature = "stream")]
+pub use stream::{LeaseStream, LeasedBatchStream, TakeStream};
 
 /// How the crate is built and why: the problem, the parts, the protocol
 /// step by step with every memory ordering, the guarantees, how they are
