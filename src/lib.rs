@@ -265,7 +265,7 @@
 //! assert_eq!((queue.len(), queue.in_flight()), (0, 0));
 //! ```
 //!
-//! A sender whose sends run in other tasks (the owned forms below) ends the
+//! A sender whose sends run in other tasks (the owned forms above) ends the
 //! same way: after close its take waits while those tasks hold leases, and
 //! comes back empty only once the last one has ended. A task that holds a
 //! lease itself ends it before it takes again (see [sharing and shutting
