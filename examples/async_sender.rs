@@ -257,16 +257,14 @@ async fn sender(shared: Arc<Shared>) {
             .take_batch_leased_owned_async(BATCH_MAX, LINGER)
             .await;
         if batch.is_empty() {
-            // Closed, and nothing queued. A send still out may yet nack its
-            // batch, or requeue a key re-sent while it was in flight, and
-            // this task is the only taker: let those finish, then look again.
-            if sends.is_empty() {
-                return;
-            }
+            // Closed and drained: nothing queued and no lease out (while a
+            // send task still held one, the take waited for its nack or
+            // ack), so nothing can come back. The send tasks have ended
+            // their batches; wait for them to return.
             while let Some(done) = sends.join_next().await {
                 done.expect("send task panicked");
             }
-            continue;
+            return;
         }
         shared.counts.batches.fetch_add(1, SeqCst);
         let send = send_with_retries(shared.clone(), batch, batch_no);

@@ -531,14 +531,74 @@ fn main() {
         );
     }
     println!();
+    println!("{LEGEND}");
+    println!();
     println!(
         "peak heap: coalescing-queue {:.2}x the eager channel's; messages built: {} vs {}",
         coalescing.peak_heap as f64 / eager.peak_heap.max(1) as f64,
         coalescing.delivered,
         eager.delivered,
     );
-    if !coalescing.all_answered || !eager.all_answered {
-        eprintln!("fanout: an answer was lost");
+
+    // The checks of the run, and one line that says whether it met them.
+    let checks = [
+        (
+            "every worker's answer reached the sender through coalescing-queue",
+            coalescing.all_answered,
+        ),
+        (
+            "every worker's answer reached the sender through the eager channel",
+            eager.all_answered,
+        ),
+        (
+            "coalescing-queue: every offer delivered or coalesced (delivered + coalesced = offers)",
+            coalescing.delivered + coalescing.coalesced == coalescing.offers,
+        ),
+        (
+            "coalescing-queue: peak pending within its capacity",
+            coalescing.peak_pending <= coalescing.capacity,
+        ),
+        (
+            "the eager channel delivered every offer (it does not coalesce)",
+            eager.delivered == eager.offers,
+        ),
+    ];
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(what, _)| *what)
+        .collect();
+    if failed.is_empty() {
+        println!(
+            "verdict: PASS ({} of {} checks met)",
+            checks.len(),
+            checks.len()
+        );
+    } else {
+        println!(
+            "verdict: FAIL ({} of {} checks missed: {})",
+            failed.len(),
+            checks.len(),
+            failed.join("; ")
+        );
         std::process::exit(1);
     }
 }
+
+/// What the table's columns mean.
+const LEGEND: &str = "\
+legend:
+  offers        answers the workers offered: workers x resends
+  delivered     messages the sender built and sent. Above the worker count for
+                coalescing-queue: an answer offered again after its copy was
+                taken is a new copy (the worker answered a later resend), so a
+                worker can be delivered once per resend that found no copy pending
+  coalesced     offers absorbed by a pending copy of the same answer (no slot,
+                no message built); delivered + coalesced = offers
+  answered      whether every worker's answer reached the sender at least once
+  peak pending  the most entries queued at once, sampled every millisecond
+  peak heap     the most heap bytes live above the start of the run
+  resends       copies of the request the coordinator sent
+  held back     times the coordinator's resend gate said not yet (answers still
+                streaming in, or too soon after the last resend), each checked
+                1 ms apart";

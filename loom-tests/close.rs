@@ -1,10 +1,12 @@
 //! `close` against a blocked offerer and a blocked taker (G5): close wakes
 //! everyone; the offerer either got in before the close (and its key is
 //! drained like the rest) or gets its value back; the taker drains what is
-//! queued and then reports `Closed`.
+//! queued and then reports `Closed`, only once no lease is out either.
 
 use crate::common::{check_no_leak, model, prefill, queue, History, Outcome};
 use loom::thread;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 /// The queue is full of other keys. An offerer of key 1 blocks in
@@ -93,6 +95,37 @@ fn close_and_wait_vs_last_ack() {
         };
         assert!(q.close_and_wait(Duration::MAX), "the drain did not finish");
         acker.join().unwrap();
+        check_no_leak(&q);
+    });
+}
+
+/// Key 1 is leased when the queue closes; a taker thread blocks in `take`
+/// (before or after the close), and the main thread acks the lease. The
+/// taker reports `Closed` only after the ack (`Closed` is final while a
+/// lease could still queue its entry again: mutant `closed_while_leased`),
+/// and the ack wakes it (G5: a lost wake-up is a deadlock loom reports).
+#[test]
+fn take_after_close_vs_last_ack() {
+    model("close::take_after_close_vs_last_ack", |capacity| {
+        let q = queue(capacity);
+        q.try_offer_key(1).unwrap();
+        let lease = q.try_take_leased().unwrap();
+        // Outside loom's view: a record of the order, not a sync point.
+        let acked = StdArc::new(AtomicBool::new(false));
+        let taker = {
+            let (q, acked) = (q.clone(), acked.clone());
+            thread::spawn(move || {
+                assert!(q.take().is_err(), "nothing was queued after the lease");
+                assert!(
+                    acked.load(SeqCst),
+                    "take reported Closed while a lease was out"
+                );
+            })
+        };
+        assert!(q.close());
+        acked.store(true, SeqCst);
+        lease.ack();
+        taker.join().unwrap();
         check_no_leak(&q);
     });
 }

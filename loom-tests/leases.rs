@@ -79,7 +79,9 @@ fn drop_vs_reoffer() {
 /// Key 1 is leased by the main thread; one thread closes the queue, another
 /// takes until `take` reports `Closed`, and the main thread nacks the lease.
 /// Whichever comes first, the nacked key is queued again and taken after
-/// the nack (by the taker or by the drain after the join); nothing leaks.
+/// the nack, by the taker: `Closed` is final, so the taker cannot report it
+/// while the lease is out and leave the nacked key behind (mutant
+/// `closed_while_leased`). Nothing leaks.
 #[test]
 fn nack_vs_close() {
     model("leases::nack_vs_close", |capacity| {
@@ -104,6 +106,10 @@ fn nack_vs_close() {
         lease.nack();
         closer.join().unwrap();
         taker.join().unwrap();
+        assert!(
+            q.is_empty(),
+            "take reported Closed while the lease was out, and left its nacked key behind"
+        );
         log.drain(&q);
         let after_nack = log
             .events()

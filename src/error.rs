@@ -1,6 +1,7 @@
 //! Error types. Every offer error hands the rejected value back
 //! (`into_inner`), and every error implements `Debug` without requiring
-//! `T: Debug` (it prints `Full(..)`), so `unwrap()` works on any payload.
+//! `T: Debug`: it prints the kind, `Full(..)` or `Closed(..)`, so `unwrap()`
+//! works on any payload and its panic message says why.
 
 use core::fmt;
 
@@ -66,7 +67,8 @@ impl<T> fmt::Display for TryOfferError<T> {
 impl<T> std::error::Error for TryOfferError<T> {}
 
 /// A blocking or async offer failed because the queue is closed. The value
-/// is handed back.
+/// is handed back. Its `Debug` says the kind, `Closed(..)`, as the other
+/// offer errors do.
 ///
 /// ```
 /// use coalescing_queue::{CoalescingQueue, OfferError};
@@ -74,7 +76,10 @@ impl<T> std::error::Error for TryOfferError<T> {}
 /// let q = CoalescingQueue::<u32, String>::new(4);
 /// q.close();
 /// assert_eq!(q.offer_key(7), Err(OfferError(7)));
-/// assert_eq!(q.offer_key(7).unwrap_err().into_inner(), 7);
+/// let err = q.offer_key(7).unwrap_err();
+/// assert_eq!(format!("{err:?}"), "Closed(..)");
+/// assert_eq!(err.to_string(), "offering to a closed queue");
+/// assert_eq!(err.into_inner(), 7);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct OfferError<T>(pub T);
@@ -88,7 +93,9 @@ impl<T> OfferError<T> {
 
 impl<T> fmt::Debug for OfferError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OfferError(..)")
+        // The kind, as `TryOfferError::Closed` prints it: an `unwrap()`
+        // panic then says why the offer failed.
+        f.write_str("Closed(..)")
     }
 }
 
@@ -175,7 +182,8 @@ impl<T> std::error::Error for OfferTimeoutError<T> {}
 pub enum TryTakeError {
     /// Nothing is queued right now.
     Empty,
-    /// The queue is closed and nothing is queued or on its way in.
+    /// The queue is closed and drained: nothing is queued or on its way in,
+    /// and no lease is out. Final: no take gets anything after it.
     Closed,
 }
 
@@ -202,7 +210,9 @@ impl fmt::Display for TryTakeError {
 
 impl std::error::Error for TryTakeError {}
 
-/// A blocking or async take failed: the queue is closed and drained.
+/// A blocking or async take failed: the queue is closed and drained
+/// (nothing queued or on its way in, no lease out; final). Its
+/// `Debug` says the kind, `Closed`, as the other take errors do.
 ///
 /// ```
 /// use coalescing_queue::{CoalescingQueue, TakeError};
@@ -212,9 +222,17 @@ impl std::error::Error for TryTakeError {}
 /// q.close();
 /// assert!(q.take().is_ok()); // what was queued is still delivered
 /// assert_eq!(q.take(), Err(TakeError));
+/// assert_eq!(format!("{TakeError:?}"), "Closed");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TakeError;
+
+impl fmt::Debug for TakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The kind, as `TryTakeError::Closed` prints it.
+        f.write_str("Closed")
+    }
+}
 
 impl fmt::Display for TakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -239,7 +257,8 @@ impl std::error::Error for TakeError {}
 pub enum TakeTimeoutError {
     /// Nothing arrived before the deadline.
     Timeout,
-    /// The queue is closed and drained.
+    /// The queue is closed and drained (nothing queued or on its way in, no
+    /// lease out; final).
     Closed,
 }
 
@@ -283,6 +302,12 @@ pub enum BuildError {
     ZeroCapacity,
     /// The capacity was above the largest supported, `2^31 - 1`.
     CapacityTooLarge,
+    /// The allocator refused the memory the queue needs at this capacity:
+    /// at least `bytes` (the ring and the key table together).
+    OutOfMemory {
+        /// What was asked for, in one piece.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -291,6 +316,7 @@ impl fmt::Display for BuildError {
             Self::MissingCapacity => f.write_str("no capacity was set"),
             Self::ZeroCapacity => f.write_str("capacity must be at least 1"),
             Self::CapacityTooLarge => f.write_str("capacity must be below 2^31"),
+            Self::OutOfMemory { bytes } => write!(f, "could not allocate {bytes} bytes"),
         }
     }
 }

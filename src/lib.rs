@@ -8,6 +8,12 @@
 //! acknowledges them, and come back if the send failed. Beside the queue, a
 //! [`ResendGate`] tells a coordinator when to re-send a fan-out request.
 //!
+//! Coming from a channel: its `send` is [`offer_key`](CoalescingQueue::offer_key)
+//! for a key that should coalesce, and [`offer`](CoalescingQueue::offer) for
+//! a pass-through item, which never does. When keys and items are the same
+//! type (`CoalescingQueue<String, String>`) both compile: an `offer` of a
+//! key queues a copy every time.
+//!
 //! # Why
 //!
 //! A coordinator asks thousands of workers to do something; each answers
@@ -188,13 +194,93 @@
 //! * **Owned** (`*_owned`, on `Arc<CoalescingQueue>`): the lease or batch
 //!   holds an `Arc` of the queue, so it is `'static` and can move into a
 //!   spawned task or another thread (the send task of an async sender);
-//!   the futures are `'static` too.
+//!   the futures are `'static` too. Every leased form has an owned one:
+//!   try, blocking, timeout, deadline and async for single leases;
+//!   blocking, timeout and async for batches.
 //!
 //! Forms of each operation, as in `crossbeam-channel`: `try_*` never
 //! blocks, the plain form blocks, `*_timeout` and `*_deadline` block up to a
 //! duration or an `Instant` (a deadline already past is a try), `*_async`
 //! returns a future. Errors hand the rejected value back (`into_inner`) and
 //! print as `Full(..)` without needing `T: Debug`.
+//!
+//! # A leased sender
+//!
+//! Workers offer with re-sends through [`Producer`]s; one async task takes
+//! leased batches with a linger, sends each batch, acks it if the send went
+//! out and nacks it if it failed (its entries go back to the tail and come
+//! again); the last producer's drop closes the queue, and the loop ends at
+//! the first empty batch: closed, nothing queued, nothing in flight.
+//!
+//! ```
+//! use coalescing_queue::{CoalescingQueue, Entry};
+//! use std::collections::BTreeSet;
+//! use std::{sync::Arc, thread, time::Duration};
+//!
+//! #[derive(Clone, PartialEq, Eq, Hash, Debug)]
+//! struct Done { table: u64 }
+//!
+//! /// The transport: every third send fails.
+//! async fn send(messages: &[String], sends: &mut u32) -> Result<(), ()> {
+//!     assert!(!messages.is_empty());
+//!     *sends += 1;
+//!     tokio::task::yield_now().await;
+//!     if *sends % 3 == 0 { Err(()) } else { Ok(()) }
+//! }
+//!
+//! let queue = Arc::new(CoalescingQueue::<Done, String>::new(1024));
+//! let producer = queue.producer();
+//! let workers: Vec<_> = (0..4)
+//!     .map(|w| {
+//!         let producer = producer.clone(); // made before any is dropped
+//!         thread::spawn(move || {
+//!             for _resend in 0..3 {
+//!                 for table in 0..10 {
+//!                     producer.offer_key(Done { table: w * 10 + table }).unwrap();
+//!                 }
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! drop(producer); // the workers' producers are now the only ones
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let delivered = runtime.block_on(async {
+//!     let (mut delivered, mut sends) = (BTreeSet::new(), 0);
+//!     loop {
+//!         let batch = queue.take_batch_leased_async(64, Duration::from_millis(2)).await;
+//!         if batch.is_empty() {
+//!             break; // closed and drained: nothing queued or in flight
+//!         }
+//!         let messages: Vec<String> = batch
+//!             .iter()
+//!             .map(|entry| match entry {
+//!                 Entry::Key(done) => format!("table {} done", done.table),
+//!                 Entry::Item(message) => message.clone(),
+//!             })
+//!             .collect();
+//!         match send(&messages, &mut sends).await {
+//!             Ok(()) => {
+//!                 delivered.extend(messages);
+//!                 batch.ack();
+//!             }
+//!             Err(()) => batch.nack(), // queued again at the tail
+//!         }
+//!     }
+//!     delivered
+//! });
+//! for worker in workers {
+//!     worker.join().unwrap();
+//! }
+//! assert_eq!(delivered.len(), 40); // every table's answer went out
+//! assert_eq!((queue.len(), queue.in_flight()), (0, 0));
+//! ```
+//!
+//! A sender whose sends run in other tasks (the owned forms above) ends the
+//! same way: after close its take waits while those tasks hold leases, and
+//! comes back empty only once the last one has ended. A task that holds a
+//! lease itself ends it before it takes again (see [sharing and shutting
+//! down](#sharing-and-shutting-down)).
 //!
 //! `examples/async_sender.rs` is a whole tokio sender: workers offer with
 //! re-sends, one task takes owned leased batches with a linger, spawned
@@ -209,17 +295,23 @@
 //!
 //! [`close`](CoalescingQueue::close) makes every later offer fail with its
 //! value handed back, wakes everyone blocked, and lets takers drain what is
-//! queued; a take reports `Closed` only once nothing is queued or on its way
-//! in. [`close_and_wait`](CoalescingQueue::close_and_wait) closes and also
-//! waits for every lease to be acked (`false` on its timeout, or at once if
+//! queued. A take reports `Closed` only when that is final: the queue is
+//! closed and **drained**, nothing queued, nothing on its way in and no
+//! lease out. While leases are out after close, a nack (or the ack of a key
+//! re-offered in flight) can still queue an entry again, so until the last
+//! lease ends a try-take says `Empty` and a blocking or async take waits:
+//! the entry that comes back wakes it, and so does the last ack (then it
+//! reports `Closed`). So the natural loop, take until `Closed` or until a
+//! batch comes back empty, leaves nothing behind, also when its sends run
+//! in other tasks. [`close_and_wait`](CoalescingQueue::close_and_wait)
+//! closes and waits for the same end (`false` on its timeout, or at once if
 //! `close` is called meanwhile, to abandon a drain that takes too long).
 //!
-//! After close a take reports `Closed` once nothing is queued, even while
-//! leases are out; a nack, or the ack of a key re-offered in flight, then
-//! queues the entry again, and only a later take gets it. A sender whose
-//! sends run in other tasks therefore takes again until its own sends have
-//! ended, and stops at an empty batch only then (as
-//! `examples/async_sender.rs` does).
+//! The one way to deadlock: after close, a thread (or task) that holds a
+//! lease or a leased batch and makes a blocking or async take *itself*
+//! waits for its own lease to end, which it never does. End the lease (ack,
+//! nack or drop) first, hand it to another task, or use `try_*` or a
+//! `*_timeout` form there.
 //!
 //! A channel closes when its last sender is dropped; a queue shared by
 //! `Arc` cannot tell its producers from its consumers. Give each producer a
@@ -248,18 +340,27 @@
 //! not happen. A take that panics (a leased take's `Clone`, an `unpack`)
 //! put its entry back, at the tail. Takes, acks and nacks run no `Hash` and
 //! no `Eq`: a key's entry is found by its index, and what its removal must
-//! undo is recorded in the entry. A batch whose `Drop` panics ends every lease
-//! it holds. A `Drop` never runs while the queue holds a lock or a bit, so
-//! it may call back into the queue. (A second panic while unwinding aborts,
-//! as it does anywhere.)
+//! undo is recorded in the entry. A batch whose `Drop` panics ends every
+//! lease it holds. Dropping the queue drops every entry still queued, each
+//! in its turn even if one's `Drop` panics, and then propagates the first
+//! panic. A `Drop` never runs while the queue holds a lock or a bit, so it
+//! may call back into the queue. (A second panic while unwinding aborts, as
+//! it does anywhere.)
 //!
-//! # No `Stream`
+//! # Streams
 //!
-//! The queue does not implement `futures_core::Stream`: a `poll_next` would
-//! have to keep a registered waiter between polls, a second, hand-written
-//! copy of the one wait loop the loom models check (the `async fn` forms
-//! are that loop). `unfold` over an owned handle gives a stream of entries
-//! (or of leases, with `take_leased_owned_async`) in three lines:
+//! With the `stream` feature (on `futures-core`), an `Arc` of the queue
+//! gives `futures_core::Stream`s: `take_stream()` of entries,
+//! `lease_stream()` of owned leases and `leased_batch_stream(max, linger)`
+//! of owned leased batches. Each polls the crate's own async take (boxed:
+//! one small allocation per item), so it is cancel-safe as that take is,
+//! and ends when the queue is closed and drained. The queue itself is not
+//! a `Stream`: a `poll_next` of its own would have to keep a registered
+//! waiter between polls, a second, hand-written copy of the one wait loop
+//! the loom models check (the `async fn` forms are that loop).
+//!
+//! Without the feature, `unfold` over an owned handle gives a stream of
+//! entries (or of leases, with `take_leased_owned_async`) in three lines:
 //!
 //! ```
 //! use coalescing_queue::{CoalescingQueue, Entry};
@@ -295,6 +396,8 @@ mod lease;
 mod policy;
 mod queue;
 mod stats;
+#[cfg(feature = "stream")]
+mod stream;
 mod sync;
 mod wait;
 
@@ -315,6 +418,8 @@ pub use queue::producer::Producer;
 pub use queue::DefaultHasher;
 pub use queue::{CoalescingQueue, CompactQueue, DefaultHashBuilder};
 pub use stats::Stats;
+#[cfg(feature = "stream")]
+pub use stream::{LeaseStream, LeasedBatchStream, TakeStream};
 
 /// How the crate is built and why: the problem, the parts, the protocol
 /// step by step with every memory ordering, the guarantees, how they are

@@ -173,6 +173,9 @@ on_both_stores!(
     take_leased_owned_async_is_spawnable,
     owned_batch_splits_into_owned_leases_across_tasks,
     owned_batch_acks_and_nacks_in_another_thread,
+    take_leased_owned_blocks_until_an_offer_or_close,
+    take_leased_owned_timeout_and_deadline,
+    take_batch_leased_owned_blocks_then_moves_to_a_thread,
     close_from_another_thread_abandons_close_and_wait,
     close_and_wait_returns_true_once_drained,
     close_and_wait_async_is_true_when_the_last_lease_is_acked,
@@ -582,7 +585,11 @@ where
     assert_eq!(drain(&q), [Entry::Key(3)]);
     let mut out = Vec::new();
     q.offer_key(4).unwrap();
-    assert_eq!(tokio_run(q.take_batch_async(&mut out, 0, LONG)), 0);
+    // max 0 is refused (at the first poll) and takes nothing.
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures_lite::future::block_on(q.take_batch_async(&mut out, 0, LONG))
+    }));
+    assert!(refused.is_err());
     assert!(out.is_empty());
     assert_eq!(q.len(), 1, "max 0 takes nothing");
 }
@@ -1009,6 +1016,109 @@ where
     assert_eq!(batch.entries(), [Entry::Key(1), item("a")], "order kept");
     assert_eq!(q.claimed_slots(), 2);
     thread::spawn(move || batch.ack()).join().unwrap();
+    assert_clean(&q);
+}
+
+/// The blocking owned take waits for an offer, gives a lease that moves to
+/// another thread, and ends with `TakeError` once closed and drained.
+fn take_leased_owned_blocks_until_an_offer_or_close<S: Store>()
+where
+    Q<S>: Send + Sync,
+{
+    let q = Arc::new(Q::<S>::new(4));
+    let taker = {
+        let q = q.clone();
+        spawn_result(move || q.take_leased_owned())
+    };
+    assert_blocked(&taker, "take_leased_owned on an empty queue");
+    q.offer_key(5).unwrap();
+    let lease = within(&taker, "take_leased_owned after an offer").unwrap();
+    assert_eq!(*lease, Entry::Key(5));
+    assert_eq!(q.in_flight(), 1);
+    thread::spawn(move || lease.ack()).join().unwrap();
+    assert_eq!(q.in_flight(), 0);
+
+    let taker = {
+        let q = q.clone();
+        spawn_result(move || q.take_leased_owned())
+    };
+    assert_blocked(&taker, "take_leased_owned on an empty queue");
+    q.close();
+    assert!(within(&taker, "take_leased_owned after close").is_err());
+    assert_clean(&q);
+}
+
+/// The owned timeout and deadline takes: `Timeout` after waiting, a lease
+/// when something is queued, `Closed` when closed and drained.
+fn take_leased_owned_timeout_and_deadline<S: Store>()
+where
+    Q<S>: Send + Sync,
+{
+    let q = Arc::new(Q::<S>::new(4));
+    let started = Instant::now();
+    let err = q.take_leased_owned_timeout(SHORT).unwrap_err();
+    assert_eq!(err, TakeTimeoutError::Timeout);
+    assert_waited(started, SHORT);
+    let started = Instant::now();
+    let err = q.take_leased_owned_deadline(started).unwrap_err();
+    assert_eq!(err, TakeTimeoutError::Timeout);
+    assert_quick(started);
+
+    q.offer_key(1).unwrap();
+    q.offer_key(2).unwrap();
+    let one = q.take_leased_owned_timeout(LONG).unwrap();
+    let two = q.take_leased_owned_deadline(Instant::now()).unwrap();
+    assert_eq!((one.key(), two.key()), (Some(&1), Some(&2)));
+    one.ack();
+    two.nack();
+    assert_eq!(q.len(), 1);
+    q.close();
+    q.take_leased_owned_timeout(LONG).unwrap().ack();
+    let started = Instant::now();
+    assert_eq!(
+        q.take_leased_owned_timeout(LONG).unwrap_err(),
+        TakeTimeoutError::Closed
+    );
+    assert_eq!(
+        q.take_leased_owned_deadline(Instant::now() + LONG)
+            .unwrap_err(),
+        TakeTimeoutError::Closed
+    );
+    assert_quick(started);
+    assert_clean(&q);
+}
+
+/// The blocking owned batch waits for its first entry, lingers for more,
+/// and its batch is acked in another thread; the timeout form gives up.
+fn take_batch_leased_owned_blocks_then_moves_to_a_thread<S: Store>()
+where
+    Q<S>: Send + Sync,
+{
+    let q = Arc::new(Q::<S>::new(8));
+    let started = Instant::now();
+    assert!(q.take_batch_leased_owned_timeout(4, LONG, SHORT).is_empty());
+    assert_waited(started, SHORT);
+
+    let taker = {
+        let q = q.clone();
+        spawn_result(move || q.take_batch_leased_owned(3, LONG))
+    };
+    assert_blocked(&taker, "take_batch_leased_owned on an empty queue");
+    for key in [1, 2, 3] {
+        q.offer_key(key).unwrap();
+    }
+    let batch = within(&taker, "take_batch_leased_owned after three offers");
+    assert_eq!(keys(batch.entries()), [1, 2, 3]);
+    assert_eq!(q.in_flight(), 3);
+    thread::spawn(move || batch.ack()).join().unwrap();
+    assert_eq!(q.in_flight(), 0);
+
+    q.offer_key(4).unwrap();
+    q.close();
+    let batch = q.take_batch_leased_owned_timeout(4, LONG, LONG);
+    assert_eq!(keys(batch.entries()), [4]);
+    batch.ack();
+    assert!(q.take_batch_leased_owned(4, LONG).is_empty());
     assert_clean(&q);
 }
 

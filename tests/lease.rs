@@ -227,9 +227,11 @@ fn lease_batch_into_leases_ends_one_by_one() {
 fn take_batch_leased_max_zero_and_close() {
     let q = Q::new(4);
     q.try_offer_key(1).unwrap();
-    let batch = q.take_batch_leased(0, Duration::from_secs(60));
-    assert!(batch.is_empty());
-    drop(batch);
+    // max 0 is refused, and takes nothing.
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(q.take_batch_leased(0, Duration::from_secs(60)));
+    }));
+    assert!(refused.is_err());
     assert_eq!((q.len(), q.in_flight()), (1, 0));
     q.close();
     let batch = q.take_batch_leased(4, Duration::from_secs(60));
@@ -595,8 +597,13 @@ fn leases_ack_and_nack_after_close() {
     assert!(q.close());
     // Re-offers are refused after close, even of in-flight keys.
     assert_eq!(q.try_offer_key(2), Err(TryOfferError::Closed(2)));
-    // Nothing queued: takes report Closed though leases are out.
-    assert_eq!(q.try_take().unwrap_err(), TryTakeError::Closed);
+    // Nothing queued, but leases are out and a nack may bring an entry
+    // back: not Closed yet (Closed is final).
+    assert_eq!(q.try_take().unwrap_err(), TryTakeError::Empty);
+    assert_eq!(
+        q.take_timeout(Duration::from_millis(1)),
+        Err(TakeTimeoutError::Timeout)
+    );
     one.ack();
     two.nack();
     drop(three);

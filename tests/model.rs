@@ -62,7 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::DropLease),
         1 => Just(Op::Close),
         2 => (0usize..=5).prop_map(Op::TakeBatch),
-        2 => ((0usize..=5), (0u8..4)).prop_map(|(max, end)| Op::TakeBatchLeased(max, end)),
+        2 => ((1usize..=5), (0u8..4)).prop_map(|(max, end)| Op::TakeBatchLeased(max, end)),
     ]
 }
 
@@ -191,6 +191,15 @@ fn run<S: KeyStore<K> + Default>(
             Op::Close => {
                 let expected = m.close();
                 prop_assert_eq!(q.close(), expected);
+            }
+            Op::TakeBatch(0) => {
+                // Refused, and nothing taken: the model does not change.
+                let mut out = Vec::new();
+                let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    q.take_batch(&mut out, 0, Duration::ZERO)
+                }));
+                prop_assert!(refused.is_err());
+                prop_assert!(out.is_empty());
             }
             Op::TakeBatch(max) => {
                 let Some(expected) = m.take_batch(max, false) else {

@@ -675,9 +675,13 @@ fn take_batch_respects_max_and_appends() {
     assert_eq!(q.take_batch(&mut out, 10, Duration::ZERO), 1);
     assert_eq!(out.last(), Some(&key(4)));
     assert_eq!(out.len(), 6);
-    // max 0 takes nothing and does not block.
+    // max 0 is refused (its 0 would read as closed and drained), takes
+    // nothing and does not block.
     q.try_offer_key(9).unwrap();
-    assert_eq!(q.take_batch(&mut out, 0, Duration::from_secs(60)), 0);
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        q.take_batch(&mut out, 0, Duration::from_secs(60))
+    }));
+    assert!(refused.is_err());
     assert_eq!(out.len(), 6);
     assert_eq!(q.len(), 1);
     // A huge max is fine.
@@ -1369,7 +1373,7 @@ fn debug_output() {
         format!("{:?}", TryOfferError::Closed(NoDebug)),
         "Closed(..)"
     );
-    assert_eq!(format!("{:?}", OfferError(NoDebug)), "OfferError(..)");
+    assert_eq!(format!("{:?}", OfferError(NoDebug)), "Closed(..)");
     assert_eq!(
         format!("{:?}", OfferTimeoutError::Timeout(NoDebug)),
         "Timeout(..)"
@@ -1380,7 +1384,7 @@ fn debug_output() {
     );
     assert_eq!(format!("{:?}", TryTakeError::Empty), "Empty");
     assert_eq!(format!("{:?}", TryTakeError::Closed), "Closed");
-    assert_eq!(format!("{:?}", TakeError), "TakeError");
+    assert_eq!(format!("{:?}", TakeError), "Closed");
     assert_eq!(format!("{:?}", TakeTimeoutError::Timeout), "Timeout");
 
     // unwrap() on a non-Debug payload compiles and its message says Full.

@@ -53,7 +53,7 @@ fn futures_are_send() {
     is_send_value(&q.take_async());
     is_send_value(&q.take_leased_async());
     assert_value_send_sync(&q);
-    let batch = q.take_batch_leased(0, Duration::ZERO);
+    let batch = q.take_batch_leased_timeout(1, Duration::ZERO, Duration::ZERO);
     assert_value_send_sync(&batch);
     assert!(batch.is_empty());
 }

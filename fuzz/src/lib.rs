@@ -75,9 +75,9 @@ pub enum Op {
     Nack(u8),
     /// Drop a held lease.
     DropLease(u8),
-    /// `take_batch(&mut out, max % 10, Duration::ZERO)`.
+    /// `take_batch(&mut out, 1 + max % 9, Duration::ZERO)` (max 0 is refused).
     TakeBatch(u8),
-    /// `take_batch_leased(max % 10, Duration::ZERO)`, then end the batch.
+    /// `take_batch_leased(1 + max % 9, Duration::ZERO)`, then end the batch.
     TakeBatchLeased(u8, BatchEnd),
     /// `close()`.
     Close,
@@ -324,8 +324,8 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
             Op::Nack(raw) => self.end_op(raw, BatchEnd::Nack),
             Op::DropLease(raw) => self.end_op(raw, BatchEnd::Drop),
             Op::TakeBatch(raw) => {
-                let max = usize::from(raw % 10);
-                if max > 0 && !self.m.take_ready() {
+                let max = 1 + usize::from(raw % 9);
+                if !self.m.take_ready() {
                     return;
                 }
                 self.note(format_args!("take_batch(max {max}, linger 0)"));
@@ -343,8 +343,8 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
                 check_eq!(self, out, want, "take_batch's entries");
             }
             Op::TakeBatchLeased(raw, end) => {
-                let max = usize::from(raw % 10);
-                if max > 0 && !self.m.take_ready() {
+                let max = 1 + usize::from(raw % 9);
+                if !self.m.take_ready() {
                     return;
                 }
                 self.note(format_args!(

@@ -1,6 +1,8 @@
 //! `Builder`: a queue's capacity, in-flight policy and hasher.
 
+use crate::entry::Entry;
 use crate::error::BuildError;
+use crate::keys::table::entries_for;
 use crate::keys::KeyStore;
 use crate::policy::InFlightPolicy;
 use crate::queue::occupancy::MAX_CAPACITY;
@@ -34,7 +36,22 @@ where
     K: Hash + Eq + Clone,
 {
     /// A builder with no capacity set, `InFlightPolicy::Requeue` and the
-    /// default hasher.
+    /// default hasher, for the general store. For the compact store (whose
+    /// keys need not be `Hash`, so `CompactQueue::<K, V>::builder()` does
+    /// not exist), use [`Builder::<K, V, Compact>::new()`](Builder::new), or
+    /// `.hasher(Compact(s))` on this one.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Compact, DefaultHashBuilder};
+    ///
+    /// let general = CoalescingQueue::<String, String>::builder().capacity(8).build();
+    /// assert_eq!(general.capacity(), 8);
+    /// let compact = CoalescingQueue::<u64, String>::builder()
+    ///     .hasher(Compact(DefaultHashBuilder::default()))
+    ///     .capacity(8)
+    ///     .build();
+    /// assert!(compact.try_offer_key(7).is_ok());
+    /// ```
     pub fn builder() -> Builder<K, V, DefaultHashBuilder> {
         Builder {
             capacity: None,
@@ -130,7 +147,8 @@ where
     ///
     /// # Panics
     ///
-    /// If no capacity was set, or it is 0 or above `2^31 - 1`; see
+    /// If no capacity was set, or it is 0 or above `2^31 - 1`, or the
+    /// memory for it cannot be allocated (the message names the bytes); see
     /// [`try_build`](Self::try_build).
     ///
     /// ```
@@ -142,18 +160,35 @@ where
     ///     .build();
     /// assert_eq!(q.in_flight_policy(), InFlightPolicy::Absorb);
     /// ```
+    #[track_caller]
     pub fn build(self) -> CoalescingQueue<K, V, S> {
+        let capacity = self.capacity;
         match self.try_build() {
             Ok(queue) => queue,
+            Err(error @ BuildError::OutOfMemory { .. }) => {
+                let capacity = capacity.unwrap_or_default();
+                panic!("CoalescingQueue: {error} for capacity {capacity}")
+            }
             Err(error) => panic!("CoalescingQueue: {error}"),
         }
     }
 
     /// Builds the queue.
     ///
+    /// Before it allocates, it asks the allocator for the queue's whole
+    /// size in one piece (`Vec::try_reserve`, the ring's slots plus the key
+    /// table's entries; [`BuildError::OutOfMemory`] if refused) and gives
+    /// it back at once. The ring and the table are then allocated by code
+    /// that cannot fail softly (the ring is `crossbeam_queue::ArrayQueue`):
+    /// if memory runs out between the two (taken by another thread), the
+    /// process still aborts; and where the system overcommits memory, an
+    /// allocation it granted can fail later, as it is first written (the
+    /// ring writes every slot when built).
+    ///
     /// # Errors
     ///
-    /// If no capacity was set, or it is 0 or above `2^31 - 1`.
+    /// If no capacity was set, or it is 0 or above `2^31 - 1`, or the
+    /// allocator refuses the memory for it.
     ///
     /// ```
     /// use coalescing_queue::{BuildError, CoalescingQueue};
@@ -161,19 +196,45 @@ where
     /// let missing = CoalescingQueue::<u32, ()>::builder().try_build();
     /// assert_eq!(missing.unwrap_err(), BuildError::MissingCapacity);
     /// assert!(CoalescingQueue::<u32, ()>::builder().capacity(8).try_build().is_ok());
+    ///
+    /// // 2^31 - 1 slots of an 8 GiB item: more than any address space.
+    /// let huge = CoalescingQueue::<u32, [u8; 1 << 33]>::builder()
+    ///     .capacity((1 << 31) - 1)
+    ///     .try_build();
+    /// assert!(matches!(huge.unwrap_err(), BuildError::OutOfMemory { .. }));
     /// ```
     pub fn try_build(self) -> Result<CoalescingQueue<K, V, S>, BuildError> {
-        match self.capacity {
-            None => Err(BuildError::MissingCapacity),
-            Some(0) => Err(BuildError::ZeroCapacity),
-            Some(capacity) if capacity > MAX_CAPACITY => Err(BuildError::CapacityTooLarge),
-            Some(capacity) => Ok(CoalescingQueue::from_parts(
-                capacity,
-                self.policy,
-                self.hasher,
-            )),
+        let capacity = match self.capacity {
+            None => return Err(BuildError::MissingCapacity),
+            Some(0) => return Err(BuildError::ZeroCapacity),
+            Some(capacity) if capacity > MAX_CAPACITY => return Err(BuildError::CapacityTooLarge),
+            Some(capacity) => capacity,
+        };
+        let bytes = bytes_for::<V>(capacity);
+        let mut probe: Vec<u8> = Vec::new();
+        if probe.try_reserve_exact(bytes).is_err() {
+            return Err(BuildError::OutOfMemory { bytes });
         }
+        drop(probe);
+        Ok(CoalescingQueue::from_parts(
+            capacity,
+            self.policy,
+            self.hasher,
+        ))
     }
+}
+
+/// The bytes a queue of `capacity` allocates at build, at least: a ring
+/// slot per unit of capacity (an `Entry<u32, V>` and the ring's stamp
+/// word, as `crossbeam_queue::ArrayQueue` lays them out), and per key
+/// table entry its control word and at least one word of key (a packed
+/// word, or a `Mutex<Option<K>>`). Saturates instead of overflowing.
+fn bytes_for<V>(capacity: usize) -> usize {
+    let slot = core::mem::size_of::<(usize, Entry<u32, V>)>();
+    let entry = 2 * core::mem::size_of::<u64>();
+    capacity
+        .saturating_mul(slot)
+        .saturating_add(entries_for(capacity).saturating_mul(entry))
 }
 
 impl<K, V, S> fmt::Debug for Builder<K, V, S> {

@@ -15,8 +15,10 @@ where
     ///
     /// Offers fail from now on with their value handed back (duplicates of
     /// pending keys too); blocked offerers wake and fail the same way. Takes
-    /// go on returning what is queued, then report `Closed`. Leases still
-    /// ack and nack; a nacked entry is queued again and can be taken. A
+    /// go on returning what is queued; leases still ack and nack, and a
+    /// nacked entry is queued again and taken. Takes report `Closed` once
+    /// nothing is queued and no lease is out: while one is, a try-take says
+    /// `Empty` and a blocking or async take waits for its end. A
     /// [`close_and_wait`](Self::close_and_wait) waiting meanwhile returns at
     /// once (the drain is abandoned).
     ///

@@ -128,6 +128,25 @@ where
 /// assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Enqueued));
 /// assert_eq!(q.try_offer_key((1, 2)), Ok(Offered::Coalesced));
 /// ```
+///
+/// # Its builder
+///
+/// `CompactQueue::<K, V>::builder()` does not exist (error E0599: the
+/// `builder` function is the general store's, [`CoalescingQueue::builder`],
+/// whose keys must be `Hash`). A builder for the compact store is
+/// [`Builder::<K, V, Compact>::new()`](crate::Builder::new), or
+/// `Builder::<K, V, Compact<S>>::new()` for a hasher `S` of the packed
+/// words (or `.hasher(Compact(s))` on either):
+///
+/// ```
+/// use coalescing_queue::{Builder, Compact, CompactQueue, InFlightPolicy};
+///
+/// let q: CompactQueue<u64, String> = Builder::<u64, String, Compact>::new()
+///     .capacity(1024)
+///     .in_flight_policy(InFlightPolicy::Absorb)
+///     .build();
+/// assert_eq!(q.capacity(), 1024);
+/// ```
 pub type CompactQueue<K, V, S = DefaultHashBuilder> = CoalescingQueue<K, V, Compact<S>>;
 
 impl<K, V, S> CoalescingQueue<K, V, S>
@@ -144,7 +163,8 @@ where
     ///
     /// # Panics
     ///
-    /// If `capacity` is 0 or above `2^31 - 1`. Use
+    /// If `capacity` is 0 or above `2^31 - 1`, or if the memory for it
+    /// cannot be allocated (the message names the bytes asked for). Use
     /// [`builder`](Self::builder) and [`try_build`](crate::Builder::try_build)
     /// to get an error instead.
     ///
@@ -157,6 +177,7 @@ where
     /// let compact = CoalescingQueue::<u64, String, Compact>::new(1024);
     /// assert_eq!(compact.capacity(), 1024);
     /// ```
+    #[track_caller]
     pub fn new(capacity: usize) -> Self {
         crate::Builder::new().capacity(capacity).build()
     }
@@ -370,6 +391,35 @@ where
     #[doc(hidden)]
     pub fn overflow_counts(&self) -> u64 {
         self.keys.overflow_total()
+    }
+}
+
+impl<K, V, S> Drop for CoalescingQueue<K, V, S>
+where
+    S: KeyStore<K>,
+{
+    /// Drops every queued item, each in its turn even if one's `Drop`
+    /// panics, then resumes the first panic. (`ArrayQueue`'s own drop
+    /// stops at a panicking value and leaks the rest. The checkers' ring, a
+    /// `VecDeque`, already drops them all, and is left alone so that a
+    /// model's teardown adds no steps.) Keys are in the key table, whose
+    /// slices drop every element even when one panics.
+    fn drop(&mut self) {
+        #[cfg(not(any(loom, shuttle)))]
+        {
+            let mut first_panic = None;
+            while let Some(entry) = self.ring.pop() {
+                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    drop(entry);
+                }));
+                if let Err(panic) = dropped {
+                    first_panic.get_or_insert(panic);
+                }
+            }
+            if let Some(panic) = first_panic {
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 //! flight (leased, not yet acked or nacked); bits 0..32 count the claimed
 //! slots (queued + in flight + being pushed). Keeping all three in one word
 //! makes every transition a single read-modify-write, so any value read is a
-//! consistent snapshot of the three. That is what makes "closed and drained"
-//! exact (see `Snapshot::is_drained`): an offer can only claim while the
-//! closed bit is clear, so a word with the bit set counts every claim that
-//! will ever be made before the close.
+//! consistent snapshot of the three. That is what makes "closed and
+//! finished" exact (see `Snapshot::is_finished`): an offer can only claim
+//! while the closed bit is clear, so a word with the bit set counts every
+//! claim that will ever be made before the close.
 //!
 //! Orderings. A claim is `Acquire` and every release is `Release` (all RMWs
 //! are `AcqRel`, and the two that free a slot are `SeqCst`, see
@@ -55,17 +55,14 @@ impl Snapshot {
 
     /// Claims that are not in flight: entries queued, being pushed, or
     /// popped and not yet released or leased. Never below the ring's length (I3).
+    #[cfg(test)]
     pub(crate) fn not_in_flight(self) -> usize {
         self.claimed() - self.in_flight()
     }
 
-    /// Closed, and nothing is queued or on its way into the ring: a take may
-    /// report `Closed`. Leases may still be out; a nack queues its entry again.
-    pub(crate) fn is_drained(self) -> bool {
-        self.is_closed() && self.not_in_flight() == 0
-    }
-
-    /// Closed, nothing queued and no lease out: `close_and_wait` may return.
+    /// Closed, nothing queued or on its way into the ring, and no lease out
+    /// (a lease holds its claim): a take may report `Closed`, and
+    /// `close_and_wait` may return. Nothing can be queued again after it.
     pub(crate) fn is_finished(self) -> bool {
         self.is_closed() && self.claimed() == 0
     }
@@ -174,10 +171,10 @@ mod tests {
         assert_eq!(leased.not_in_flight(), 1);
         occupancy.close();
         assert_eq!(occupancy.release_many(1).not_in_flight(), 0);
-        assert!(occupancy.load().is_drained());
-        assert!(!occupancy.load().is_finished());
+        assert!(!occupancy.load().is_finished(), "a lease is still out");
         let requeued = occupancy.unlease();
-        assert!(!requeued.is_drained());
+        assert_eq!(requeued.not_in_flight(), 1);
+        assert!(!requeued.is_finished());
         occupancy.lease_many(1);
         let done = occupancy.ack();
         assert_eq!((done.claimed(), done.in_flight()), (0, 0));

@@ -57,6 +57,11 @@ where
     /// coalesced into that copy, even when the queue is full; otherwise a
     /// new copy is queued at the tail if a slot is free.
     ///
+    /// Only the `*_offer_key` forms coalesce: the `*_offer` forms (a
+    /// channel's `send`) queue a pass-through item, never coalesced. When
+    /// the key and the item are the same type (`CoalescingQueue<String,
+    /// String>`) both compile; pick by what should coalesce.
+    ///
     /// # Errors
     ///
     /// `Full(key)` if every slot is claimed and the key is not pending;
@@ -80,13 +85,29 @@ where
         }
     }
 
-    /// Offers a key, blocking while the queue is full.
+    /// Offers a key, blocking while the queue is full. The form for a key
+    /// that should coalesce; [`offer`](Self::offer), a channel's `send`,
+    /// queues a pass-through item, never coalesced.
     ///
     /// A key that is pending when the call starts (or when it wakes) is
     /// coalesced at once, full or not. While it sleeps, it waits for a free
     /// slot or the close, not for its key: if another thread makes the key
     /// pending meanwhile, this call still waits for the next free slot and
     /// then returns `Coalesced`.
+    ///
+    /// # Fairness
+    ///
+    /// Waiting offerers are not served in order, and a freed slot is not
+    /// handed to the one woken for it: each freed slot wakes one waiting
+    /// offerer, which then tries again, and any offer that tries first (a
+    /// fresh `try_offer`, or a new blocking offer's first attempt) can
+    /// claim the slot instead. A woken offerer that loses its slot so waits
+    /// again, behind offerers that began waiting after it. Nothing bounds
+    /// how often that happens while other offers keep arriving at a full
+    /// queue. Once no new offer competes, and takers keep freeing slots,
+    /// the waiting offerers are woken one per freed slot in the order they
+    /// last began to wait, so each gets one. To bound the wait, use a
+    /// `*_timeout` or `*_deadline` form.
     ///
     /// # Errors
     ///
@@ -113,6 +134,10 @@ where
 
     /// Offers a key, blocking while the queue is full for at most `timeout`.
     ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
+    ///
     /// # Errors
     ///
     /// `Timeout(key)` if the queue stayed full; `Closed(key)` if it closed.
@@ -137,6 +162,10 @@ where
     /// Offers a key, blocking while the queue is full until `deadline`. A
     /// deadline already past makes this a [`try_offer_key`](Self::try_offer_key)
     /// (with the timeout error).
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
@@ -176,6 +205,10 @@ where
 
     /// Offers a key, waiting asynchronously while the queue is full.
     ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
+    ///
     /// # Errors
     ///
     /// `OfferError(key)` if the queue is closed, before or while waiting.
@@ -202,6 +235,23 @@ where
     /// Offers a pass-through item without blocking. Items are never
     /// coalesced; they keep their place in the FIFO with the keys.
     ///
+    /// **Not** the way to offer a key: a key that should coalesce goes
+    /// through [`try_offer_key`](Self::try_offer_key) (and the other
+    /// `*_offer_key` forms). When the key and the item are the same type,
+    /// both compile, and this one queues every copy:
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Offered};
+    ///
+    /// let q = CoalescingQueue::<String, String>::new(4);
+    /// q.try_offer("done 7".to_string()).unwrap(); // an item: not coalesced
+    /// q.try_offer("done 7".to_string()).unwrap(); // a second copy
+    /// assert_eq!(q.len(), 2);
+    /// assert_eq!(q.try_offer_key("done 8".to_string()), Ok(Offered::Enqueued));
+    /// assert_eq!(q.try_offer_key("done 8".to_string()), Ok(Offered::Coalesced));
+    /// assert_eq!(q.len(), 3);
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Full(item)` if every slot is claimed; `Closed(item)` if closed.
@@ -223,7 +273,14 @@ where
         }
     }
 
-    /// Offers a pass-through item, blocking while the queue is full.
+    /// Offers a pass-through item, blocking while the queue is full. Items
+    /// are never coalesced: a key that should coalesce goes through
+    /// [`offer_key`](Self::offer_key), even when keys and items are the same
+    /// type (see [`try_offer`](Self::try_offer)).
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
@@ -248,6 +305,10 @@ where
 
     /// Offers a pass-through item, blocking while full for at most `timeout`.
     ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
+    ///
     /// # Errors
     ///
     /// `Timeout(item)` if the queue stayed full; `Closed(item)` if it closed.
@@ -268,6 +329,10 @@ where
     /// Offers a pass-through item, blocking while full until `deadline`. A
     /// deadline already past makes this a [`try_offer`](Self::try_offer)
     /// (with the timeout error).
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///
@@ -296,6 +361,10 @@ where
     }
 
     /// Offers a pass-through item, waiting asynchronously while full.
+    ///
+    /// Waiting offerers are not served in order, and a later offer can take
+    /// the slot freed for a waiting one; see "Fairness" in
+    /// [`offer_key`](Self::offer_key).
     ///
     /// # Errors
     ///

@@ -18,10 +18,27 @@ use std::sync::Arc;
 /// Closing by the last producer is [`close`](CoalescingQueue::close)
 /// except that it does not abandon a running
 /// [`close_and_wait`](CoalescingQueue::close_and_wait). Producers made
-/// after the last one was dropped offer into a closed queue. So keep each
-/// producer for as long as it produces: a temporary one
-/// (`q.producer().offer_key(k)`) is the last, and closes the queue at the
-/// end of that statement.
+/// after the last one was dropped offer into a closed queue. So:
+///
+/// * Keep each producer for as long as it produces: a temporary one
+///   (`q.producer().offer_key(k)`), if no other producer lives, is the
+///   last, and closes the queue at the end of that statement.
+/// * Make every producer before any can be dropped: clone them from one
+///   made before the threads start, and drop that one once they are
+///   started (as below). Threads that each call `q.producer()` for
+///   themselves race: one that finishes and drops its producer before the
+///   next has made its own closes the queue, and the late thread's offers
+///   fail with `Closed`.
+///
+/// ```
+/// use coalescing_queue::CoalescingQueue;
+/// use std::sync::Arc;
+///
+/// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+/// q.producer().offer_key(1).unwrap(); // a temporary: the last producer
+/// assert!(q.is_closed()); // closed at the end of that statement
+/// assert!(q.producer().offer_key(2).is_err());
+/// ```
 ///
 /// ```
 /// use coalescing_queue::CoalescingQueue;

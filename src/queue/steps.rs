@@ -190,9 +190,14 @@ where
         Ok(taken)
     }
 
-    /// The ring was empty: closed and drained, or just empty for now.
+    /// The ring was empty: closed and finished (nothing queued, nothing on
+    /// its way in and no lease out), or just empty for now. A lease still
+    /// out after close may queue its entry again (a nack, or the ack of a
+    /// dirty key), so the take is `Empty` then, not `Closed`: `Closed` is
+    /// final. A waiting take is woken by that push, or by the last ack
+    /// (`after_decrease`).
     fn why_empty(&self) -> TryTakeError {
-        if self.occupancy.load().is_drained() {
+        if self.occupancy.load().is_finished() {
             TryTakeError::Closed
         } else {
             TryTakeError::Empty
@@ -306,15 +311,14 @@ where
         }
     }
 
-    /// After a transition that lowered the claims not in flight: wake the
-    /// takers if the queue just became drained after close, and
-    /// `close_and_wait` if nothing at all is left.
+    /// After a transition that may have freed the last claim (a plain
+    /// take's release, an ack, a lease's count): once the queue is closed
+    /// with no claim left, wake every taker (they report `Closed`) and
+    /// `close_and_wait`.
     fn after_decrease(&self, after: Snapshot) {
-        if after.is_drained() {
+        if after.is_finished() {
             self.not_empty.notify_all();
-            if after.is_finished() {
-                self.finished.notify_all();
-            }
+            self.finished.notify_all();
         }
     }
 }

@@ -29,8 +29,10 @@ where
     ///
     /// # Errors
     ///
-    /// `Empty` if nothing is queued; `Closed` if the queue is closed and
-    /// nothing is queued or on its way in.
+    /// `Empty` if nothing is queued (also after close while a lease is
+    /// out: its nack may queue the entry again); `Closed` if the queue is
+    /// closed and drained: nothing queued or on its way in, and no lease
+    /// out. `Closed` is final.
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry, TryTakeError};
@@ -48,9 +50,15 @@ where
 
     /// Takes the entry at the head, blocking while the queue is empty.
     ///
+    /// After close it still waits while a lease is out (a nack brings its
+    /// entry back); it returns `TakeError` once the last lease has ended.
+    /// So a thread that holds a lease must not block here on a closed queue
+    /// (see [sharing and shutting down](crate#sharing-and-shutting-down)).
+    ///
     /// # Errors
     ///
-    /// `TakeError` only when the queue is closed and drained.
+    /// `TakeError` only when the queue is closed and drained: nothing
+    /// queued or on its way in, and no lease out.
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry};
@@ -140,8 +148,16 @@ where
     /// `linger` has passed since the first; appends them to `out` in FIFO
     /// order and returns how many it appended.
     ///
-    /// Returns 0 only when the queue is closed and drained (or `max` is 0).
-    /// Every entry it took is in `out` when it returns: nothing is dropped.
+    /// Returns 0 only when the queue is closed and drained, so
+    /// `while q.take_batch(..) > 0` drains it. Every entry it took is in `out` when it returns: nothing is dropped.
+    /// `out` grows only as entries are pushed onto it (as with `Vec::push`),
+    /// never by `max` up front: a buffer with room for what is taken keeps
+    /// its allocation.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0: a batch of at most 0 entries would return 0, which
+    /// reads as "closed and drained".
     ///
     /// ```
     /// use coalescing_queue::{CoalescingQueue, Entry};
@@ -165,6 +181,10 @@ where
     /// As [`take_batch`](Self::take_batch), waiting at most `timeout` for the
     /// first entry; then lingers as `take_batch` does. Returns 0 if nothing
     /// came in time, or (at once) if the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
@@ -191,9 +211,13 @@ where
     /// The async form of [`take_batch`](Self::take_batch): waits for one
     /// entry, then gathers more until `max` entries or until `linger` has
     /// passed since the first, appending them to `out`. Returns at least 1,
-    /// unless the queue is closed and drained (or `max` is 0), as tokio's
-    /// `recv_many`. Runtime-agnostic: the linger timer is `futures-timer`'s
-    /// (one small allocation per batch that has to wait for more).
+    /// unless the queue is closed and drained, as tokio's `recv_many`.
+    /// Runtime-agnostic: the linger timer is `futures-timer`'s (one small
+    /// allocation per batch that has to wait for more).
+    ///
+    /// # Panics
+    ///
+    /// When first polled, if `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// # Cancel safety
     ///
@@ -262,15 +286,13 @@ where
         linger: Duration,
         first_by: Option<Instant>,
     ) -> (usize, Option<LeaseStart>) {
-        if max == 0 {
-            return (0, None);
-        }
+        refuse_zero(max);
         let leased = indexes.is_some();
         let Ok(first) = self.take_blocking(leased, first_by) else {
             return (0, None);
         };
         let start = first.2;
-        self.keep_first(out, indexes.as_deref_mut(), max, first);
+        keep(out, indexes.as_deref_mut(), first);
         let linger_until = Instant::now().checked_add(linger);
         let mut taken = 1;
         while taken < max {
@@ -279,6 +301,9 @@ where
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
+                // Closed: no offer comes any more, and what leases give
+                // back (this batch's own included) is for the next take.
+                Err(TryTakeError::Empty) if self.is_closed() => break,
                 Err(TryTakeError::Empty) => match self.take_blocking(leased, linger_until) {
                     Ok(one) => {
                         keep(out, indexes.as_deref_mut(), one);
@@ -301,15 +326,13 @@ where
         max: usize,
         linger: Duration,
     ) -> (usize, Option<LeaseStart>) {
-        if max == 0 {
-            return (0, None);
-        }
+        refuse_zero(max);
         let leased = indexes.is_some();
         let Ok(first) = self.take_waiting(leased).await else {
             return (0, None);
         };
         let start = first.2;
-        self.keep_first(out, indexes.as_deref_mut(), max, first);
+        keep(out, indexes.as_deref_mut(), first);
         let linger_until = Instant::now().checked_add(linger);
         // Made at the first wait only: a batch that fills at once needs none.
         let mut timer = None;
@@ -319,6 +342,8 @@ where
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
+                // As in `gather`: after close, no lingering.
+                Err(TryTakeError::Empty) if self.is_closed() => break,
                 Err(TryTakeError::Empty) => {
                     let one = match linger_until {
                         // A linger too long to add to now: no timer.
@@ -354,23 +379,16 @@ where
         })
         .await
     }
+}
 
-    /// Room for the batch (bounded by the capacity, so that a huge `max`
-    /// cannot over-allocate), and its first entry.
-    fn keep_first(
-        &self,
-        out: &mut Vec<Entry<K, V>>,
-        mut indexes: Option<&mut Vec<u32>>,
-        max: usize,
-        first: Taken<K, V>,
-    ) {
-        let room = max.min(self.capacity());
-        out.reserve(room);
-        if let Some(indexes) = indexes.as_deref_mut() {
-            indexes.reserve(room);
-        }
-        keep(out, indexes, first);
-    }
+/// A batch of at most 0 entries is refused: its 0 would read as "closed
+/// and drained" to a `while take_batch(..) > 0` loop.
+#[track_caller]
+fn refuse_zero(max: usize) {
+    assert!(
+        max > 0,
+        "a batch take's max must be at least 1 (0 entries is what a closed and drained queue returns)"
+    );
 }
 
 /// Appends a taken entry to a batch (and its lease's index, if leased).

@@ -129,7 +129,11 @@ where
 
     /// As [`take_batch`](Self::take_batch), with every entry leased: waits for
     /// one entry, then gathers up to `max` for at most `linger`. The batch is
-    /// empty only when the queue is closed and drained (or `max` is 0).
+    /// empty only when the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
@@ -152,6 +156,10 @@ where
     /// `timeout` for the first entry. The batch is empty if nothing came in
     /// time, or (at once) if the queue is closed and drained.
     ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
+    ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
     /// use std::time::Duration;
@@ -173,7 +181,11 @@ where
 
     /// The async form of [`take_batch_leased`](Self::take_batch_leased), as
     /// [`take_batch_async`](Self::take_batch_async): at least one entry
-    /// unless the queue is closed and drained (or `max` is 0).
+    /// unless the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// When first polled, if `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// # Cancel safety
     ///
@@ -222,6 +234,149 @@ where
         try_lease(Arc::clone(self))
     }
 
+    /// As [`take_leased`](Self::take_leased), with an [`OwnedLease`]: blocks
+    /// while the queue is empty, and the lease holds an `Arc` of the queue,
+    /// so it can move to another thread.
+    ///
+    /// # Errors
+    ///
+    /// `TakeError` only when the queue is closed and drained.
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Entry};
+    /// use std::{sync::Arc, thread};
+    ///
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.take_leased_owned().unwrap();
+    /// thread::spawn(move || {
+    ///     assert_eq!(*lease, Entry::Key(1));
+    ///     lease.ack();
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// q.close();
+    /// assert!(q.take_leased_owned().is_err()); // closed and drained
+    /// ```
+    pub fn take_leased_owned(self: &Arc<Self>) -> Result<OwnedLease<K, V, S>, TakeError> {
+        lease_until(Arc::clone(self), None).map_err(|_| TakeError)
+    }
+
+    /// As [`take_leased_timeout`](Self::take_leased_timeout), with an
+    /// [`OwnedLease`].
+    ///
+    /// # Errors
+    ///
+    /// As [`take_timeout`](Self::take_timeout).
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, TakeTimeoutError};
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    /// let t = Duration::from_millis(1);
+    /// assert_eq!(q.take_leased_owned_timeout(t).unwrap_err(), TakeTimeoutError::Timeout);
+    /// q.offer_key(1).unwrap();
+    /// q.take_leased_owned_timeout(t).unwrap().ack();
+    /// ```
+    pub fn take_leased_owned_timeout(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<OwnedLease<K, V, S>, TakeTimeoutError> {
+        lease_until(Arc::clone(self), Instant::now().checked_add(timeout))
+    }
+
+    /// As [`take_leased_deadline`](Self::take_leased_deadline), with an
+    /// [`OwnedLease`]. A deadline already past makes this a
+    /// [`try_take_leased_owned`](Self::try_take_leased_owned).
+    ///
+    /// # Errors
+    ///
+    /// As [`take_timeout`](Self::take_timeout).
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, TakeTimeoutError};
+    /// use std::{sync::Arc, time::Instant};
+    ///
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    /// let err = q.take_leased_owned_deadline(Instant::now()).unwrap_err();
+    /// assert_eq!(err, TakeTimeoutError::Timeout);
+    /// q.offer_key(1).unwrap();
+    /// q.take_leased_owned_deadline(Instant::now()).unwrap().ack();
+    /// ```
+    pub fn take_leased_owned_deadline(
+        self: &Arc<Self>,
+        deadline: Instant,
+    ) -> Result<OwnedLease<K, V, S>, TakeTimeoutError> {
+        lease_until(Arc::clone(self), Some(deadline))
+    }
+
+    /// As [`take_batch_leased`](Self::take_batch_leased), with an
+    /// [`OwnedLeaseBatch`] that can move to another thread: waits for one
+    /// entry, then gathers up to `max` for at most `linger`. The batch is
+    /// empty only when the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
+    ///
+    /// ```
+    /// use coalescing_queue::{CoalescingQueue, Entry};
+    /// use std::{sync::Arc, thread, time::Duration};
+    ///
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    /// q.offer_key(1).unwrap();
+    /// q.offer_key(2).unwrap();
+    /// let batch = q.take_batch_leased_owned(8, Duration::ZERO);
+    /// thread::spawn(move || {
+    ///     assert_eq!(batch.entries(), [Entry::Key(1), Entry::Key(2)]);
+    ///     batch.ack();
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// q.close();
+    /// assert!(q.take_batch_leased_owned(8, Duration::ZERO).is_empty());
+    /// ```
+    pub fn take_batch_leased_owned(
+        self: &Arc<Self>,
+        max: usize,
+        linger: Duration,
+    ) -> OwnedLeaseBatch<K, V, S> {
+        batch_until(Arc::clone(self), max, linger, None)
+    }
+
+    /// As [`take_batch_leased_timeout`](Self::take_batch_leased_timeout),
+    /// with an [`OwnedLeaseBatch`]: empty if nothing came within `timeout`,
+    /// or (at once) if the queue is closed and drained.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0, as [`take_batch`](Self::take_batch).
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let q = Arc::new(CoalescingQueue::<u32, String>::new(4));
+    /// let (linger, timeout) = (Duration::from_millis(1), Duration::from_millis(5));
+    /// assert!(q.take_batch_leased_owned_timeout(8, linger, timeout).is_empty());
+    /// q.offer_key(1).unwrap();
+    /// q.take_batch_leased_owned_timeout(8, linger, timeout).ack();
+    /// ```
+    pub fn take_batch_leased_owned_timeout(
+        self: &Arc<Self>,
+        max: usize,
+        linger: Duration,
+        timeout: Duration,
+    ) -> OwnedLeaseBatch<K, V, S> {
+        batch_until(
+            Arc::clone(self),
+            max,
+            linger,
+            Instant::now().checked_add(timeout),
+        )
+    }
+
     /// As [`take_leased_async`](Self::take_leased_async), with an
     /// [`OwnedLease`]. The future holds its own `Arc` of the queue, so it is
     /// `'static` too (it can be spawned).
@@ -253,6 +408,10 @@ where
     /// As [`take_batch_leased_async`](Self::take_batch_leased_async), with
     /// an [`OwnedLeaseBatch`] that can move into a spawned send task. The
     /// future holds its own `Arc` of the queue, so it is `'static` too.
+    ///
+    /// # Panics
+    ///
+    /// When first polled, if `max` is 0, as [`take_batch`](Self::take_batch).
     ///
     /// # Cancel safety
     ///

@@ -107,10 +107,15 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
     }
 
     /// Would a take return at once (an entry, or closed and drained)? With
-    /// leases out the ring may stay empty (until a nack): a take reports
-    /// `Closed` as soon as nothing is queued after close.
+    /// leases out the ring may stay empty until a nack, and a take reports
+    /// `Closed` only once nothing is queued and no lease is out.
     pub fn take_ready(&self) -> bool {
-        self.closed || !self.ring.is_empty()
+        !self.ring.is_empty() || self.drained()
+    }
+
+    /// Closed, nothing queued and no lease out: `Closed` is final.
+    pub fn drained(&self) -> bool {
+        self.closed && self.ring.is_empty() && self.in_flight == 0
     }
 
     fn push_new(&mut self, entry: Entry<K, V>) {
@@ -167,7 +172,7 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
     /// A take that does not wait: `try_take` or `try_take_leased`.
     pub fn take(&mut self, leased: bool) -> Result<Entry<K, V>, TryTakeError> {
         let Some(entry) = self.ring.pop_front() else {
-            return Err(if self.closed {
+            return Err(if self.drained() {
                 TryTakeError::Closed
             } else {
                 TryTakeError::Empty
@@ -200,9 +205,7 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
     /// `take_batch` / `take_batch_leased` with a zero linger; `None` if it
     /// would wait for ever (nothing queued, not closed).
     pub fn take_batch(&mut self, max: usize, leased: bool) -> Option<Vec<Entry<K, V>>> {
-        if max == 0 {
-            return Some(Vec::new());
-        }
+        assert!(max > 0, "the queue refuses a batch of at most 0");
         if !self.take_ready() {
             return None;
         }

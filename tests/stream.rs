@@ -1,0 +1,176 @@
+//! The `stream` feature's streams (`cargo test --features stream --test
+//! stream`): what they yield, when they end, that they are cancel-safe as
+//! the take futures are, and that they can be spawned.
+
+use coalescing_queue::{
+    CoalescingQueue, Compact, Entry, LeaseStream, LeasedBatchStream, TakeStream,
+};
+use futures_core::stream::FusedStream;
+use futures_lite::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Q = CoalescingQueue<u64, String>;
+
+fn assert_send_static<T: Send + 'static>(_: &T) {}
+
+/// Runs `f` on a two-thread tokio runtime, failing if it takes too long.
+fn tokio_run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .expect("the stream hung")
+        })
+}
+
+#[test]
+fn take_stream_yields_in_fifo_order_and_ends_when_drained() {
+    let q = Arc::new(Q::new(8));
+    q.offer_key(1).unwrap();
+    q.offer("item".to_string()).unwrap();
+    q.offer_key(1).unwrap(); // coalesced
+    q.offer_key(2).unwrap();
+    let mut stream = q.take_stream();
+    assert!(!stream.is_terminated());
+    let (taken, after) = tokio_run(async {
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(stream.next().await.unwrap());
+        }
+        q.close();
+        let after = stream.next().await;
+        (taken, after)
+    });
+    assert_eq!(
+        taken,
+        [
+            Entry::Key(1),
+            Entry::Item("item".to_string()),
+            Entry::Key(2)
+        ]
+    );
+    assert_eq!(after, None);
+    assert!(stream.is_terminated());
+    assert_eq!(futures_lite::future::block_on(stream.next()), None, "fused");
+}
+
+#[test]
+fn take_stream_waits_for_an_offer() {
+    let q = Arc::new(CoalescingQueue::<u64, String, Compact>::new(4));
+    let offerer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            q.offer_key(7).unwrap();
+        })
+    };
+    let first = tokio_run(q.take_stream().next());
+    offerer.join().unwrap();
+    assert_eq!(first, Some(Entry::Key(7)));
+}
+
+#[test]
+fn a_dropped_next_loses_no_entry() {
+    let q = Arc::new(Q::new(4));
+    let mut stream = q.take_stream();
+    // A `next` that times out while waiting, dropped: nothing was taken.
+    let timed_out =
+        tokio_run(async { tokio::time::timeout(Duration::from_millis(10), stream.next()).await });
+    assert!(timed_out.is_err());
+    drop(stream);
+    q.offer_key(3).unwrap();
+    assert_eq!(q.len(), 1);
+    let mut stream = q.take_stream();
+    assert_eq!(tokio_run(stream.next()), Some(Entry::Key(3)));
+}
+
+#[test]
+fn lease_stream_waits_for_a_lease_out_after_close() {
+    let q = Arc::new(Q::new(4));
+    q.offer_key(1).unwrap();
+    q.close();
+    let mut leases = q.lease_stream();
+    let (first, again, end) = tokio_run(async {
+        let first = leases.next().await.unwrap();
+        let key = *first.key().unwrap();
+        let nack = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            first.nack();
+        });
+        // Waits for the nack (Closed is final), then gets the key again.
+        let again = leases.next().await.unwrap();
+        nack.await.unwrap();
+        let again_key = *again.key().unwrap();
+        again.ack();
+        (key, again_key, leases.next().await.is_none())
+    });
+    assert_eq!((first, again), (1, 1));
+    assert!(end);
+    assert_eq!((q.len(), q.in_flight()), (0, 0));
+}
+
+#[test]
+fn leased_batch_stream_yields_batches_and_spawns() {
+    let q = Arc::new(Q::new(16));
+    for key in 0..5 {
+        q.offer_key(key).unwrap();
+    }
+    q.close();
+    let batches = q.leased_batch_stream(2, Duration::from_millis(1));
+    assert_send_static(&batches);
+    let sizes = tokio_run(async move {
+        tokio::spawn(async move {
+            let mut batches = batches;
+            let mut sizes = Vec::new();
+            while let Some(batch) = batches.next().await {
+                sizes.push(batch.len());
+                batch.ack();
+            }
+            sizes
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!((q.len(), q.in_flight()), (0, 0));
+}
+
+#[test]
+fn a_dropped_batch_stream_nacks_what_it_held() {
+    let q = Arc::new(Q::new(8));
+    q.offer_key(1).unwrap();
+    let mut batches = q.leased_batch_stream(4, Duration::from_secs(60));
+    // The batch took key 1 and lingers for more; dropped by the timeout.
+    let timed_out =
+        tokio_run(async { tokio::time::timeout(Duration::from_millis(20), batches.next()).await });
+    assert!(timed_out.is_err());
+    drop(batches);
+    assert_eq!((q.len(), q.in_flight()), (1, 0), "the held entry came back");
+    assert_eq!(q.try_take(), Ok(Entry::Key(1)));
+}
+
+#[test]
+fn streams_are_send_and_debug() {
+    let q = Arc::new(Q::new(4));
+    let takes: TakeStream<u64, String> = q.take_stream();
+    let leases: LeaseStream<u64, String> = q.lease_stream();
+    let batches: LeasedBatchStream<u64, String> = q.leased_batch_stream(4, Duration::ZERO);
+    assert_send_static(&takes);
+    assert_send_static(&leases);
+    assert_send_static(&batches);
+    assert!(format!("{takes:?}").starts_with("TakeStream"));
+    assert!(format!("{leases:?}").starts_with("LeaseStream"));
+    assert!(format!("{batches:?}").contains("max: 4"));
+}
+
+#[test]
+#[should_panic(expected = "max must be at least 1")]
+fn leased_batch_stream_refuses_max_zero() {
+    let q = Arc::new(Q::new(4));
+    drop(q.leased_batch_stream(0, Duration::ZERO));
+}
