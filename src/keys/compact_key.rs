@@ -360,9 +360,29 @@ tuple!(A, B, C, D, E, F);
 /// q.offer_key(Done { table: 1, job: 2 }).unwrap();
 /// assert!(q.is_pending(&Done { table: 1, job: 2 }));
 /// ```
+///
+/// A struct whose fields take more than 256 bits is refused by `cargo
+/// check` already, with the error at the `compact_key!` line:
+///
+/// ```compile_fail
+/// use coalescing_queue::compact_key;
+///
+/// #[derive(Clone, Copy)]
+/// struct Wide { a: u128, b: u128, c: u8 }
+/// compact_key!(Wide { a: u128, b: u128, c: u8 }); // error: 264 bits
+/// ```
 #[macro_export]
 macro_rules! compact_key {
     ($name:ident { $($field:ident : $ty:ty),+ $(,)? }) => {
+        // Here, not in the store: the error then points at this line of
+        // the user's code, and `cargo check` reports it.
+        const _: () = ::core::assert!(
+            0 $(+ <$ty as $crate::CompactKey>::BITS)+ <= 256,
+            ::core::concat!(
+                "compact_key!(", ::core::stringify!($name),
+                "): its fields take more than 256 bits, the most a compact key may take"
+            )
+        );
         impl $crate::CompactKey for $name {
             const BITS: u32 = 0 $(+ <$ty as $crate::CompactKey>::BITS)+;
             #[inline(always)]
