@@ -9,15 +9,18 @@
 //! callgrind_annotate cg.out | head -60
 //! ```
 //!
-//! Workloads: st_unique_pair, st_dup90, spsc. Designs: crate, general, mutex,
-//! ported, dashmap, raw, eager. Run with `cargo bench` (no workload given) it
-//! does nothing.
+//! Workloads: st_unique_pair, st_dup90, spsc, and st_lease_pair (the
+//! crate's designs only: no baseline has leases). Designs: crate, general,
+//! mutex, ported, dashmap, raw, eager. `scripts/bench-report` runs it under
+//! callgrind for its table of instructions per operation. Run with `cargo
+//! bench` (no workload given) it does nothing.
 
 #[path = "baselines/mod.rs"]
 mod baselines;
 
 use baselines::{
-    key, offer_wait, take_wait, Crate, CrateGeneral, Dash, Design, Eager, MutexQ, Ported, Raw,
+    key, offer_wait, take_wait, Crate, CrateGeneral, Dash, Design, Eager, Leased, MutexQ, Ported,
+    Raw,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -43,6 +46,15 @@ fn st_dup90<D: Design>(q: &D, n: u64) {
     }
 }
 
+fn st_lease_pair<D: Leased>(q: &D, n: u64) {
+    for i in 0..n {
+        black_box(q.try_offer(D::prepare(black_box(key(i)))).is_ok());
+        black_box(q.try_take_ack(|e| {
+            black_box(e);
+        }));
+    }
+}
+
 fn spsc<D: Design>(q: &D, n: u64) {
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -54,6 +66,19 @@ fn spsc<D: Design>(q: &D, n: u64) {
             black_box(take_wait(q));
         }
     });
+}
+
+/// `st_lease_pair` on a design with leases.
+fn run_leased<D: Leased>(workload: &str, n: u64) {
+    if workload != "st_lease_pair" {
+        return run::<D>(workload, n);
+    }
+    let q = D::with_capacity(1024);
+    st_lease_pair(&q, 1000);
+    let t = Instant::now();
+    st_lease_pair(&q, n);
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!("{workload} {} n={n}: {ns:.1} ns per iteration", D::NAME);
 }
 
 fn run<D: Design>(workload: &str, n: u64) {
@@ -182,8 +207,8 @@ fn main() {
     };
     let n = rest.first().map_or(200_000, |s| s.parse().expect("n"));
     match design.as_str() {
-        "crate" => run::<Crate>(workload, n),
-        "general" => run::<CrateGeneral>(workload, n),
+        "crate" => run_leased::<Crate>(workload, n),
+        "general" => run_leased::<CrateGeneral>(workload, n),
         "mutex" => run::<MutexQ>(workload, n),
         "ported" => run::<Ported>(workload, n),
         "dashmap" => run::<Dash>(workload, n),
