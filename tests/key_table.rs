@@ -175,10 +175,10 @@ impl PartialEq for Slow {
 impl Eq for Slow {}
 
 /// A new key whose `Eq` takes 0.7 s a comparison compares itself with a
-/// pending key of its class, once without the insert bit and once holding
-/// its home bucket's bit. Duplicates of another pending key with that home
-/// (but another tag) are answered during each of those comparisons: a
-/// duplicate does not take the bit.
+/// pending key of its class: without the insert bit, and again holding its
+/// home bucket's bit if an insert of that home came between. Duplicates of
+/// another pending key with that home (but another tag) are answered during
+/// each of those comparisons: a duplicate does not take the bit.
 #[test]
 fn a_slow_eq_does_not_hold_up_the_duplicates_of_other_keys() {
     // One bucket: every key has the same home.
@@ -228,10 +228,7 @@ fn a_slow_eq_does_not_hold_up_the_duplicates_of_other_keys() {
                 thread::yield_now();
             }
         }
-        assert!(
-            checked >= 2,
-            "the comparison under the insert bit was not seen"
-        );
+        assert!(checked >= 1, "no comparison was seen");
         assert_eq!(slow.join().unwrap(), Ok(Offered::Enqueued));
     });
     assert_eq!(q.len(), 3);

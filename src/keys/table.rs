@@ -40,8 +40,11 @@
 //!
 //! Invariants:
 //! * T1 At most one entry holds a given pending key: a key is inserted only
-//!   by the holder of its home bucket's insert bit, after a lookup under
-//!   that bit found it absent.
+//!   by the holder of its home bucket's insert bit, after a lookup found it
+//!   absent that is authoritative: made under that bit, or made after
+//!   reading the bucket's insert word unheld and then taking the bit on
+//!   that same word (no insert of this home came between: each hold moves
+//!   the word on).
 //! * T2 A key placed past its home bucket counts once in the overflow count
 //!   of each bucket from its home up to (not including) its own, from
 //!   before it is published until after it is emptied (E5); its entry is
@@ -55,7 +58,7 @@
 use crate::keys::cells::Cells;
 use crate::keys::control::{Control, State};
 use crate::queue::occupancy::ClaimError;
-use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, AtomicU8, Backoff, Ordering};
+use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, Backoff, Ordering};
 use core::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -104,9 +107,13 @@ pub(crate) enum Ended<K> {
 
 pub(crate) struct KeyTable<K, C> {
     buckets: Box<[Bucket]>,
-    /// Per bucket: 1 while an offer of a key whose home it is looks it up
-    /// and inserts it (T1).
-    insert_bits: Box<[AtomicU8]>,
+    /// Per bucket: its insert word. Bit 0 (`HELD`) is set while an offer of
+    /// a key whose home it is looks it up and inserts it (T1); the other 63
+    /// bits count the holds so far, so that an offer that looked without
+    /// the bit can tell that no insert of its home came since it looked
+    /// (`try_lock_unchanged`): then its lookup stands, and a new key is
+    /// scanned for once, not twice.
+    insert_bits: Box<[AtomicU64]>,
     /// Per bucket: keys living past it that probed it (T2).
     overflow: Box<[AtomicU32]>,
     /// Per entry: the home bucket of a spilled key (T2), written before
@@ -122,18 +129,24 @@ pub(crate) struct KeyTable<K, C> {
     _key: PhantomData<fn(K) -> K>,
 }
 
+/// The insert word's held bit; the count of holds is the rest.
+const HELD: u64 = 1;
+
 /// Holds a bucket's insert bit; lets go of it when dropped (also when a
 /// user's `Eq` panics under it).
 struct InsertBit<'a> {
-    bit: Option<&'a AtomicU8>,
+    /// The insert word and its value while held.
+    bit: Option<(&'a AtomicU64, u64)>,
 }
 
 impl Drop for InsertBit<'_> {
     fn drop(&mut self) {
-        if let Some(bit) = self.bit {
+        if let Some((word, held)) = self.bit {
+            // Unheld, one hold more (`held + 1`: bit 0 clear, the count up).
             // Release: what this holder wrote (the published entry, raised
-            // overflow counts) is seen by the next holder's Acquire (T1, T2).
-            bit.store(0, Ordering::Release);
+            // overflow counts) is seen by the next holder's Acquire, and by
+            // the Acquire of a lookup that reads the word first (T1, T2).
+            word.store(held + 1, Ordering::Release);
         }
     }
 }
@@ -156,7 +169,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                     control: core::array::from_fn(|_| AtomicU64::new(Control::EMPTY.0)),
                 })
                 .collect(),
-            insert_bits: (0..buckets).map(|_| AtomicU8::new(0)).collect(),
+            insert_bits: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             overflow: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
             homes: (0..entries).map(|_| AtomicU32::new(0)).collect(),
             lease_ticks: (0..entries).map(|_| AtomicU32::new(0)).collect(),
@@ -253,17 +266,37 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         if closed() {
             return Offer::Refused(key, ClaimError::Closed);
         }
+        // Read before the lookup (T1): if the word is the same when the bit
+        // is taken, no insert of this home came since, and a lookup that
+        // found the key absent stands. Acquire: pairs with the last
+        // holder's Release, so its inserts and overflow counts are seen.
+        let seen = self.insert_bits[home].load(Ordering::Acquire);
         // The duplicate path, without the insert bit: loads only for the
         // compact store (entry locks for the general one), unless an
         // in-flight copy is marked dirty. A duplicate never waits behind
         // another key's insert.
-        while let Lookup::Found(index, found) = self.lookup(&key, &probe, home, tag) {
-            if let Some(in_flight) = self.absorb(index, found, requeue) {
-                return Offer::Coalesced { in_flight };
+        let absent = loop {
+            match self.lookup(&key, &probe, home, tag) {
+                Lookup::Found(index, found) => {
+                    if let Some(in_flight) = self.absorb(index, found, requeue) {
+                        return Offer::Coalesced { in_flight };
+                    }
+                    // The copy changed under us (acked or nacked): look again.
+                }
+                Lookup::Absent => break true,
+                Lookup::Changed => break false,
             }
-            // The copy changed under us (acked or nacked): look again.
-        }
-        self.insert(key, probe, home, tag, requeue, closed, claim)
+        };
+        self.insert(
+            key,
+            probe,
+            home,
+            tag,
+            requeue,
+            closed,
+            claim,
+            absent.then_some(seen),
+        )
     }
 
     /// Absorbs an offer into the pending copy at `index`, last read as
@@ -293,6 +326,9 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// The offer's locked path: under the home bucket's insert bit, the
     /// lookup is authoritative (T1), so a key not found is inserted.
+    /// `absent_since`: the insert word read before a lookup that found the
+    /// key absent; if the bit is taken on that very word, that lookup is
+    /// authoritative already and is not made again.
     #[cold]
     #[allow(clippy::too_many_arguments)]
     fn insert(
@@ -304,19 +340,28 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         requeue: bool,
         closed: impl Fn() -> bool,
         claim: impl FnOnce() -> Result<(), ClaimError>,
+        absent_since: Option<u64>,
     ) -> Offer<K> {
-        let bit = self.lock_home(home);
-        loop {
-            match self.lookup_locked(&key, &probe, home, tag) {
-                Some(_) if closed() => return Offer::Refused(key, ClaimError::Closed),
-                Some((index, found)) => {
-                    if let Some(in_flight) = self.absorb(index, found, requeue) {
-                        return Offer::Coalesced { in_flight };
+        let bit = match absent_since.and_then(|seen| self.try_lock_unchanged(home, seen)) {
+            // T1: no insert of this home since `seen`, and the lookup made
+            // after it found the key absent.
+            Some(bit) => bit,
+            None => {
+                let bit = self.lock_home(home);
+                loop {
+                    match self.lookup_locked(&key, &probe, home, tag) {
+                        Some(_) if closed() => return Offer::Refused(key, ClaimError::Closed),
+                        Some((index, found)) => {
+                            if let Some(in_flight) = self.absorb(index, found, requeue) {
+                                return Offer::Coalesced { in_flight };
+                            }
+                        }
+                        None => break,
                     }
                 }
-                None => break,
+                bit
             }
-        }
+        };
         // Claim before insert, both under the insert bit: keeps I6.
         if let Err(error) = claim() {
             return Offer::Refused(key, error);
@@ -367,22 +412,33 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     /// wait spins briefly, then yields, then sleeps in growing steps
     /// (`Backoff`): a waiter behind a slow `Eq` does not burn its core.
     fn lock_home(&self, home: usize) -> InsertBit<'_> {
-        let bit = &self.insert_bits[home];
+        let word = &self.insert_bits[home];
         let mut backoff = Backoff::new();
         loop {
-            // Acquire: pairs with the last holder's Release (InsertBit::drop).
             // A CAS after a load, not a swap: a failed attempt leaves the
             // line unwritten (which is also what lets loom see this loop as
             // waiting, not as progress).
-            if bit.load(Ordering::Relaxed) == 0
-                && bit
-                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return InsertBit { bit: Some(bit) };
+            if let Some(bit) = self.try_lock_unchanged(home, word.load(Ordering::Relaxed)) {
+                return bit;
             }
             backoff.snooze();
         }
+    }
+
+    /// Takes the insert bit of `home` if its word is still `seen` (and
+    /// `seen` is unheld): no hold, so no insert of this home, came since
+    /// `seen` was read.
+    #[inline(always)]
+    fn try_lock_unchanged(&self, home: usize, seen: u64) -> Option<InsertBit<'_>> {
+        let word = &self.insert_bits[home];
+        // Acquire: pairs with the last holder's Release (InsertBit::drop).
+        (seen & HELD == 0
+            && word
+                .compare_exchange(seen, seen | HELD, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then(|| InsertBit {
+            bit: Some((word, seen | HELD)),
+        })
     }
 
     /// Reserves an empty entry for a key whose home bucket's bit this
