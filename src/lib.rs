@@ -325,7 +325,8 @@
 //! capacity: the ring holds an `Entry<u32, V>` inline in every slot (a
 //! queued key is the 4-byte index of its table entry; a pass-through item
 //! is the `V` itself), and the key table about 1.25 entries per slot (a
-//! `u64` control word plus the packed key, or a `Mutex<Option<K>>`). So
+//! `u64` control word, two `u32`s for a spilled key's home and a lease's
+//! start, plus the packed key or a `Mutex<Option<K>>`). So
 //! memory is about `capacity × (size_of::<Entry<u32, V>>() + 8)` for the
 //! ring plus the table, whatever is queued: a large `V` costs its size in
 //! every slot of capacity. If items are large or rare, box them
