@@ -9,8 +9,9 @@
 //! callgrind_annotate cg.out | head -60
 //! ```
 //!
-//! Workloads: st_unique_pair, st_dup90, spsc, and st_lease_pair (the
-//! crate's designs only: no baseline has leases). Designs: crate, general,
+//! Workloads: st_unique_pair, st_dup90, spsc, st_lease_pair (the crate's
+//! designs only: no baseline has leases), and depth_1e3 .. depth_1e6 (the
+//! designs that coalesce; an iteration is a round of 10 offers). Designs: crate, general,
 //! mutex, ported, dashmap, raw, eager. `scripts/bench-report` runs it under
 //! callgrind for its table of instructions per operation. Run with `cargo
 //! bench` (no workload given) it does nothing.
@@ -19,8 +20,8 @@
 mod baselines;
 
 use baselines::{
-    key, offer_wait, take_wait, Crate, CrateGeneral, Dash, Design, Eager, Leased, MutexQ, Ported,
-    Raw,
+    key, offer_wait, take_wait, Crate, CrateGeneral, Dash, Depth, Design, Eager, Leased, MutexQ,
+    Ported, Raw, DEPTH_CAPACITY,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -81,7 +82,27 @@ fn run_leased<D: Leased>(workload: &str, n: u64) {
     eprintln!("{workload} {} n={n}: {ns:.1} ns per iteration", D::NAME);
 }
 
+/// `depth_1e3` .. `depth_1e6`: `n` rounds of `baselines::Depth` (10 offers
+/// each) on a table of 2^20 holding that many keys.
+fn run_depth<D: Design>(pending: u64, n: u64) {
+    let q = D::with_capacity(DEPTH_CAPACITY);
+    let mut state = Depth::fill(&q, pending);
+    let t = Instant::now();
+    for _ in 0..n {
+        state.round(&q);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!(
+        "depth {pending} {} n={n}: {ns:.1} ns per round of 10 offers",
+        D::NAME
+    );
+}
+
 fn run<D: Design>(workload: &str, n: u64) {
+    if let Some(exponent) = workload.strip_prefix("depth_1e") {
+        let exponent: u32 = exponent.parse().expect("depth_1e<3..6>");
+        return run_depth::<D>(10u64.pow(exponent), n);
+    }
     let capacity = if workload == "spsc" { 1 << 16 } else { 1024 };
     let q = D::with_capacity(capacity);
     // Warm-up outside the measured loop (callgrind still counts it; keep n

@@ -26,8 +26,8 @@
 mod baselines;
 
 use baselines::{
-    key, offer_wait, take_wait, Backoff, Crate, CrateGeneral, Dash, Design, Eager, Leased, MutexQ,
-    Ported, Raw,
+    key, offer_wait, take_wait, Backoff, Crate, CrateGeneral, Dash, Depth, Design, Eager, Leased,
+    MutexQ, Ported, Raw, DEPTH_CAPACITY,
 };
 use criterion::measurement::WallTime;
 use criterion::{
@@ -48,8 +48,13 @@ const BATCH: usize = 256;
 const LINGER: Duration = Duration::ZERO;
 
 fn group<'a>(c: &'a mut Criterion, name: &str, threaded: bool) -> BenchmarkGroup<'a, WallTime> {
-    // ns per offer for st_dup90 (10 offers per iteration), per item otherwise.
-    let elements = if name == "st_dup90" { 10 } else { 1 };
+    // ns per offer for st_dup90 and depth_* (10 offers per iteration), per
+    // item otherwise.
+    let elements = if name == "st_dup90" || name.starts_with("depth_") {
+        10
+    } else {
+        1
+    };
     let mut g = c.benchmark_group(name);
     if threaded {
         g.sample_size(10)
@@ -76,6 +81,16 @@ fn st_unique_pair<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
             black_box(q.try_take());
         })
     });
+}
+
+/// `depth_*`: rounds of 10 offers (9 duplicates of random pending keys, a
+/// take and a new key) on a table of 2^20 holding `PENDING` keys
+/// (`baselines::Depth`): what a duplicate costs once the keys no longer fit
+/// in the caches.
+fn depth<D: Design, const PENDING: u64>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(DEPTH_CAPACITY);
+    let mut state = Depth::fill(&q, PENDING);
+    g.bench_function(D::NAME, |b| b.iter(|| state.round(&q)));
 }
 
 fn st_dup90<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
@@ -284,6 +299,20 @@ macro_rules! all_designs {
     }};
 }
 
+/// The groups of the designs that coalesce (the others fill with
+/// duplicates and refuse the rest as full).
+macro_rules! dedupe_designs {
+    ($c:expr, $name:literal, $threaded:expr, $f:ident, $pending:expr) => {{
+        let mut g = group($c, $name, $threaded);
+        $f::<Crate, $pending>(&mut g);
+        $f::<CrateGeneral, $pending>(&mut g);
+        $f::<MutexQ, $pending>(&mut g);
+        $f::<Ported, $pending>(&mut g);
+        $f::<Dash, $pending>(&mut g);
+        g.finish();
+    }};
+}
+
 /// The groups only the crate's designs are in (leases).
 macro_rules! crate_designs {
     ($c:expr, $name:literal, $threaded:expr, $f:ident) => {{
@@ -303,6 +332,10 @@ fn benches(c: &mut Criterion) {
     all_designs!(c, "batch", true, batch);
     crate_designs!(c, "st_lease_pair", false, st_lease_pair);
     crate_designs!(c, "batch_leased", true, batch_leased);
+    dedupe_designs!(c, "depth_1e3", false, depth, 1_000);
+    dedupe_designs!(c, "depth_1e4", false, depth, 10_000);
+    dedupe_designs!(c, "depth_1e5", false, depth, 100_000);
+    dedupe_designs!(c, "depth_1e6", false, depth, 1_000_000);
 }
 
 fn config() -> Criterion {

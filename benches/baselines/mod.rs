@@ -59,6 +59,54 @@ coalescing_queue::compact_key!(Key {
     b: bool
 });
 
+/// The `depth_*` workloads: a queue of capacity 2^20 holding `pending`
+/// distinct keys (`key(base)` .. `key(base + pending - 1)`, oldest first),
+/// as a fan-out's sender does with one key per dispatcher pending. A round
+/// is 10 offers: 9 duplicates of random pending keys, then a take (the
+/// oldest key) and an offer of a new key, so the depth stays `pending`.
+pub struct Depth {
+    base: u64,
+    pending: u64,
+    rng: u64,
+}
+
+/// The capacity of the `depth_*` workloads.
+pub const DEPTH_CAPACITY: usize = 1 << 20;
+
+impl Depth {
+    /// Fills `q` with `pending` distinct keys.
+    pub fn fill<D: Design>(q: &D, pending: u64) -> Depth {
+        for i in 0..pending {
+            assert!(
+                matches!(q.try_offer(D::prepare(key(i))), Ok(true)),
+                "fill {i}"
+            );
+        }
+        Depth {
+            base: 0,
+            pending,
+            rng: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+
+    /// One round of 10 offers (see [`Depth`]).
+    #[inline]
+    pub fn round<D: Design>(&mut self, q: &D) {
+        for _ in 0..9 {
+            // xorshift64: a pending key at random, spread over the table.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let i = self.base + self.rng % self.pending;
+            std::hint::black_box(q.try_offer(D::prepare(key(i))).is_ok());
+        }
+        std::hint::black_box(q.try_take());
+        self.base += 1;
+        let new = self.base + self.pending - 1;
+        std::hint::black_box(q.try_offer(D::prepare(key(new))).is_ok());
+    }
+}
+
 /// Key number `i`: id `0x9e3779b97f4a7c15 << 64 | i`, ts `i + 1000`.
 #[inline]
 pub fn key(i: u64) -> Key {
