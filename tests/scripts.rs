@@ -37,7 +37,7 @@ fn bench_report_runs_without_a_target_dir() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = Command::new("bash")
         .arg(root.join("scripts/bench-report"))
-        .arg("--no-memory")
+        .args(["--runs", "2", "--no-instructions", "--no-memory"])
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", &target)
         .output()
@@ -46,7 +46,13 @@ fn bench_report_runs_without_a_target_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("targets: 0 met, 0 missed"), "{stdout}");
-    let log = fs::read_to_string(target.join("bench-report.log")).unwrap();
-    assert!(log.contains("stand-in cargo bench --bench queues"), "{log}");
+    assert!(stdout.contains("instructions: skipped (--no-instructions)"), "{stdout}");
+    // One log and one (empty) table of medians per run.
+    for run in 1..=2 {
+        let dir = target.join("bench-report");
+        let log = fs::read_to_string(dir.join(format!("suite-{run}.log"))).unwrap();
+        assert!(log.contains("stand-in cargo bench --bench queues"), "{log}");
+        assert!(dir.join(format!("run-{run}.tsv")).is_file());
+    }
     let _ = fs::remove_dir_all(&scratch);
 }
