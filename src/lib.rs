@@ -182,7 +182,8 @@
 //!   [`take_batch_leased`](CoalescingQueue::take_batch_leased)): one wait
 //!   for the first entry, then up to `max` within `linger`, with one update
 //!   of the shared counts: the form for a sender that sends in batches.
-//!   `*_timeout` bounds the wait for the first entry.
+//!   `*_timeout` bounds the wait for the first entry. A close ends the
+//!   linger, also one under way: the batch returns what it took.
 //! * **Async** (`*_async`): the same, as futures, on any executor (the
 //!   batch linger runs on `futures-timer`). Every take future loses
 //!   nothing when dropped: the single takes are cancel-safe (an entry is
