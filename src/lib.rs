@@ -354,8 +354,14 @@
 //! gives `futures_core::Stream`s: `take_stream()` of entries,
 //! `lease_stream()` of owned leases and `leased_batch_stream(max, linger)`
 //! of owned leased batches. Each polls the crate's own async take (boxed:
-//! one small allocation per item), so it is cancel-safe as that take is,
-//! and ends when the queue is closed and drained. The queue itself is not
+//! one small allocation per item), so it loses no entry when dropped, and
+//! ends when the queue is closed and drained. A stream keeps that take
+//! between polls: dropping a `next()` future leaves it registered, so a
+//! stream kept but not polled holds its place among the waiters (a
+//! wake-up it was given, which another taker then does not get) and any
+//! batch it is gathering (in flight), until it is polled again or dropped.
+//! Dropping it passes the wake-up on and nacks the batch: drop a stream
+//! you stop polling. The queue itself is not
 //! a `Stream`: a `poll_next` of its own would have to keep a registered
 //! waiter between polls, a second, hand-written copy of the one wait loop
 //! the loom models check (the `async fn` forms are that loop).
