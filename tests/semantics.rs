@@ -210,18 +210,23 @@ fn take_batch_refuses_max_zero() {
 
 // ----- a capacity too large for memory is an error of try_build -----
 
+/// 2^31 - 1 slots of a 1 GiB item: about 2^61 bytes, below `isize::MAX`
+/// (so the allocator is asked) but beyond any address space (57-bit
+/// virtual addresses reach 2^57): refused on every machine.
+type Huge = [u8; 1 << 30];
+
 #[test]
 fn try_build_refuses_a_capacity_it_cannot_allocate() {
-    // 2^31 - 1 slots of at least 32 bytes: 64 GiB for the ring alone, more
-    // than the address space of a 32-bit target or the memory of a test
-    // machine.
-    let built = CoalescingQueue::<u32, String>::builder()
+    let built = CoalescingQueue::<u32, Huge>::builder()
         .capacity((1 << 31) - 1)
         .try_build();
     match built {
-        Err(BuildError::OutOfMemory { bytes }) => assert!(bytes >= 64 << 30, "{bytes}"),
+        Err(BuildError::OutOfMemory { bytes }) => {
+            assert!(bytes >= ((1 << 31) - 1) << 30, "{bytes}");
+            assert!(bytes < usize::MAX, "not saturated: {bytes}");
+        }
         Err(other) => panic!("unexpected error {other:?}"),
-        Ok(_) => panic!("built a queue of 64 GiB"),
+        Ok(_) => panic!("built a queue of 2^61 bytes"),
     }
 }
 
@@ -235,8 +240,21 @@ fn try_build_refuses_more_than_the_address_space() {
 }
 
 #[test]
+fn a_size_beyond_usize_is_named_as_such() {
+    let error = CoalescingQueue::<u32, [u8; 1 << 40]>::builder()
+        .capacity((1 << 31) - 1)
+        .try_build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::OutOfMemory { bytes: usize::MAX });
+    assert_eq!(
+        error.to_string(),
+        "could not allocate more than usize::MAX bytes"
+    );
+}
+
+#[test]
 fn new_names_the_bytes_it_could_not_allocate() {
-    let text = panics(|| drop(CoalescingQueue::<u32, String>::new((1 << 31) - 1)));
+    let text = panics(|| drop(CoalescingQueue::<u32, Huge>::new((1 << 31) - 1)));
     assert!(text.contains("bytes"), "{text}");
     assert!(text.contains("allocate"), "{text}");
 }

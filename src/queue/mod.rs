@@ -187,10 +187,19 @@ impl<K, V, S> CoalescingQueue<K, V, S>
 where
     S: KeyStore<K>,
 {
-    pub(crate) fn from_parts(capacity: usize, policy: InFlightPolicy, store: S) -> Self {
-        Self {
+    /// Allocates the queue: the key table first, each of its arrays asked
+    /// for fallibly (an error if one is refused), then the ring, which
+    /// aborts if its memory is refused (`crossbeam_queue::ArrayQueue` has no
+    /// fallible constructor; the builder checks its size before).
+    pub(crate) fn try_from_parts(
+        capacity: usize,
+        policy: InFlightPolicy,
+        store: S,
+    ) -> Result<Self, std::collections::TryReserveError> {
+        let keys = KeyTable::try_new(capacity, store.try_cells(capacity)?)?;
+        Ok(Self {
             ring: Ring::new(capacity),
-            keys: KeyTable::new(capacity, store.cells(capacity)),
+            keys,
             occupancy: CachePadded::new(Occupancy::new(capacity)),
             closed: AtomicU8::new(0),
             closes: AtomicUsize::new(0),
@@ -201,7 +210,7 @@ where
             policy,
             counters: Counters::new(),
             capacity,
-        }
+        })
     }
 
     // ----- introspection -----
