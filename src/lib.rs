@@ -344,7 +344,8 @@
 //! undo is recorded in the entry. A batch whose `Drop` panics ends every
 //! lease it holds. Dropping the queue drops every entry still queued, each
 //! in its turn even if one's `Drop` panics, and then propagates the first
-//! panic. A `Drop` never runs while the queue holds a lock or a bit, so it
+//! panic (unless the queue is dropped while its thread already unwinds:
+//! then that panic is dropped, not raised, which would abort). A `Drop` never runs while the queue holds a lock or a bit, so it
 //! may call back into the queue. (A second panic while unwinding aborts, as
 //! it does anywhere.)
 //!

@@ -133,6 +133,66 @@ impl Drop for Counted {
     }
 }
 
+/// The marker telling a re-executed test binary to run the child body.
+const UNWINDING_CHILD_ENV: &str = "COALESCING_SEMANTICS_DROP_WHILE_UNWINDING_CHILD";
+
+/// A queue dropped while its thread already unwinds (a panic elsewhere)
+/// drops every item, and one whose `Drop` panics does not abort the
+/// process: the queue does not resume that second panic while unwinding.
+/// Run in a child process (this binary re-executed to run only
+/// [`drop_while_unwinding_child`]), so that an abort fails this test, not
+/// the suite.
+#[test]
+fn a_queue_dropped_while_unwinding_does_not_abort() {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "drop_while_unwinding_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(UNWINDING_CHILD_ENV, "1")
+        .output()
+        .expect("the child test ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the child failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child test did not run:\n{stdout}"
+    );
+}
+
+/// The body of [`a_queue_dropped_while_unwinding_does_not_abort`], run only
+/// in the child process it starts (it does nothing without the marker).
+#[test]
+#[ignore = "run by a_queue_dropped_while_unwinding_does_not_abort in a child process"]
+fn drop_while_unwinding_child() {
+    if std::env::var_os(UNWINDING_CHILD_ENV).is_none() {
+        return;
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        let q = CoalescingQueue::<u32, Counted>::new(4);
+        for bomb in [true, false] {
+            let item = Counted {
+                bomb,
+                drops: drops.clone(),
+            };
+            q.try_offer(item).unwrap_or_else(|_| panic!("offer"));
+        }
+        panic!("the first panic");
+    }));
+    assert_eq!(message(unwound.unwrap_err()), "the first panic");
+    assert_eq!(drops.load(Ordering::Relaxed), 2, "an item was leaked");
+}
+
 #[test]
 fn drop_all_items_when_several_panic_and_resume_the_first() {
     let drops = Arc::new(AtomicUsize::new(0));

@@ -176,6 +176,7 @@ where
     /// q.close();
     /// assert_eq!(q.take_batch(&mut batch, 10, Duration::ZERO), 0);
     /// ```
+    #[track_caller]
     pub fn take_batch(&self, out: &mut Vec<Entry<K, V>>, max: usize, linger: Duration) -> usize {
         self.gather(out, None, max, linger, None).0
     }
@@ -199,6 +200,7 @@ where
     /// q.offer_key(1).unwrap();
     /// assert_eq!(q.take_batch_timeout(&mut batch, 10, linger, timeout), 1);
     /// ```
+    #[track_caller]
     pub fn take_batch_timeout(
         &self,
         out: &mut Vec<Entry<K, V>>,
@@ -296,6 +298,7 @@ where
     /// then gathers up to `max` for at most `linger`, appending to `out`
     /// (and, for a leased batch, the leases' indexes to `indexes`). Returns
     /// how many, and when the batch's lease started.
+    #[track_caller]
     pub(crate) fn gather(
         &self,
         out: &mut Vec<Entry<K, V>>,
