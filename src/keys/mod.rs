@@ -25,6 +25,9 @@ use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use std::collections::TryReserveError;
 
+/// A refused allocation of the key store (`try_filled`).
+pub(crate) type Refused = TryReserveError;
+
 /// `len` values made by `make`, in one allocation that is asked for
 /// fallibly (`Vec::try_reserve_exact`) and then filled in place: the key
 /// table's and the cells' arrays, so that `try_build` can report a refusal

@@ -145,30 +145,22 @@ pub(crate) fn entries_for(capacity: usize) -> usize {
 }
 
 impl<K, C: Cells<K>> KeyTable<K, C> {
-    /// A table for `capacity` keys whose cells (`entries_for(capacity)` of
-    /// them) are `cells`; an error if the allocator refuses one of its
-    /// arrays (each is asked for fallibly, then filled in place).
-    pub(crate) fn try_new(
-        capacity: usize,
-        cells: C,
-    ) -> Result<Self, std::collections::TryReserveError> {
-        use crate::keys::try_filled;
-        let entries = entries_for(capacity);
-        let buckets = entries / BUCKET;
+    /// A table for `capacity` keys with `cells`; an error if the allocator refuses an array.
+    pub(crate) fn try_new(capacity: usize, cells: C) -> Result<Self, crate::keys::Refused> {
+        let (entries, buckets) = (entries_for(capacity), entries_for(capacity) / BUCKET);
         Ok(Self {
-            buckets: try_filled(buckets, || Bucket {
+            buckets: crate::keys::try_filled(buckets, || Bucket {
                 control: core::array::from_fn(|_| AtomicU64::new(Control::EMPTY.0)),
             })?,
-            insert_bits: try_filled(buckets, || AtomicU8::new(0))?,
-            overflow: try_filled(buckets, || AtomicU32::new(0))?,
-            homes: try_filled(entries, || AtomicU32::new(0))?,
-            lease_ticks: try_filled(entries, || AtomicU32::new(0))?,
+            insert_bits: crate::keys::try_filled(buckets, || AtomicU8::new(0))?,
+            overflow: crate::keys::try_filled(buckets, || AtomicU32::new(0))?,
+            homes: crate::keys::try_filled(entries, || AtomicU32::new(0))?,
+            lease_ticks: crate::keys::try_filled(entries, || AtomicU32::new(0))?,
             cells,
             epoch: Instant::now(),
             _key: PhantomData,
         })
     }
-
     #[cfg(all(test, not(loom), not(shuttle)))]
     pub(crate) fn new(capacity: usize, cells: C) -> Self {
         Self::try_new(capacity, cells).expect("table allocated")
