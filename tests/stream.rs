@@ -235,3 +235,28 @@ fn a_kept_batch_stream_holds_its_batch_until_polled_or_dropped() {
     drop(batches);
     assert_eq!((q.len(), q.in_flight()), (1, 0), "the held entry came back");
 }
+
+/// A leased batch stream whose batch lingers without end returns that
+/// batch when the queue closes meanwhile, then ends once it is acked.
+#[test]
+fn a_lingering_batch_stream_returns_its_batch_when_closed() {
+    let q = Arc::new(Q::new(8));
+    q.offer_key(1).unwrap();
+    let mut batches = q.leased_batch_stream(10, Duration::MAX);
+    let (entries, end) = tokio_run(async {
+        let closer = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                q.close();
+            })
+        };
+        let batch = batches.next().await.expect("the batch");
+        closer.await.unwrap();
+        let entries = batch.entries().to_vec();
+        batch.ack();
+        (entries, batches.next().await.is_none())
+    });
+    assert_eq!(entries, [Entry::Key(1)]);
+    assert!(end, "closed and drained");
+}
