@@ -4,6 +4,7 @@
 //! queued and then reports `Closed`, only once no lease is out either.
 
 use crate::common::{check_no_leak, model, prefill, queue, History, Outcome};
+use coalescing_queue::Entry;
 use loom::thread;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc as StdArc;
@@ -126,6 +127,34 @@ fn take_after_close_vs_last_ack() {
         acked.store(true, SeqCst);
         lease.ack();
         taker.join().unwrap();
+        check_no_leak(&q);
+    });
+}
+
+/// Key 1 is queued; a thread takes a leased batch of up to 2 with no end to
+/// its linger (`Duration::MAX`), and the main thread closes the queue
+/// (before the batch, during its first take, or while it lingers). The
+/// batch returns with key 1: after close its linger ends, although the
+/// ring stays empty and, its own lease being out, no take can read
+/// `Closed` (mutant `linger_ignores_close`: a lost end is a deadlock loom
+/// reports). Then the batch is acked and nothing leaks (G6).
+#[test]
+fn close_vs_lingering_batch() {
+    model("close::close_vs_lingering_batch", |capacity| {
+        let q = queue(capacity);
+        q.try_offer_key(1).unwrap();
+        let batcher = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let batch = q.take_batch_leased(2, Duration::MAX);
+                let entries = batch.entries().to_vec();
+                batch.ack();
+                entries
+            })
+        };
+        assert!(q.close());
+        assert_eq!(batcher.join().unwrap(), [Entry::Key(1)]);
+        assert!(q.try_take().is_err(), "closed and drained");
         check_no_leak(&q);
     });
 }

@@ -305,7 +305,8 @@ pub enum BuildError {
     /// The allocator refused the memory the queue needs at this capacity:
     /// at least `bytes` (the ring and the key table together).
     OutOfMemory {
-        /// What was asked for, in one piece.
+        /// The queue's size at this capacity, at least; `usize::MAX` if it
+        /// is more than that (shown as "more than usize::MAX bytes").
         bytes: usize,
     },
 }
@@ -316,6 +317,9 @@ impl fmt::Display for BuildError {
             Self::MissingCapacity => f.write_str("no capacity was set"),
             Self::ZeroCapacity => f.write_str("capacity must be at least 1"),
             Self::CapacityTooLarge => f.write_str("capacity must be below 2^31"),
+            Self::OutOfMemory { bytes: usize::MAX } => {
+                f.write_str("could not allocate more than usize::MAX bytes")
+            }
             Self::OutOfMemory { bytes } => write!(f, "could not allocate {bytes} bytes"),
         }
     }

@@ -182,7 +182,8 @@
 //!   [`take_batch_leased`](CoalescingQueue::take_batch_leased)): one wait
 //!   for the first entry, then up to `max` within `linger`, with one update
 //!   of the shared counts: the form for a sender that sends in batches.
-//!   `*_timeout` bounds the wait for the first entry.
+//!   `*_timeout` bounds the wait for the first entry. A close ends the
+//!   linger, also one under way: the batch returns what it took.
 //! * **Async** (`*_async`): the same, as futures, on any executor (the
 //!   batch linger runs on `futures-timer`). Every take future loses
 //!   nothing when dropped: the single takes are cancel-safe (an entry is
@@ -344,7 +345,8 @@
 //! undo is recorded in the entry. A batch whose `Drop` panics ends every
 //! lease it holds. Dropping the queue drops every entry still queued, each
 //! in its turn even if one's `Drop` panics, and then propagates the first
-//! panic. A `Drop` never runs while the queue holds a lock or a bit, so it
+//! panic (unless the queue is dropped while its thread already unwinds:
+//! then that panic is dropped, not raised, which would abort). A `Drop` never runs while the queue holds a lock or a bit, so it
 //! may call back into the queue. (A second panic while unwinding aborts, as
 //! it does anywhere.)
 //!
@@ -354,8 +356,14 @@
 //! gives `futures_core::Stream`s: `take_stream()` of entries,
 //! `lease_stream()` of owned leases and `leased_batch_stream(max, linger)`
 //! of owned leased batches. Each polls the crate's own async take (boxed:
-//! one small allocation per item), so it is cancel-safe as that take is,
-//! and ends when the queue is closed and drained. The queue itself is not
+//! one small allocation per item), so it loses no entry when dropped, and
+//! ends when the queue is closed and drained. A stream keeps that take
+//! between polls: dropping a `next()` future leaves it registered, so a
+//! stream kept but not polled holds its place among the waiters (a
+//! wake-up it was given, which another taker then does not get) and any
+//! batch it is gathering (in flight), until it is polled again or dropped.
+//! Dropping it passes the wake-up on and nacks the batch: drop a stream
+//! you stop polling. The queue itself is not
 //! a `Stream`: a `poll_next` of its own would have to keep a registered
 //! waiter between polls, a second, hand-written copy of the one wait loop
 //! the loom models check (the `async fn` forms are that loop).

@@ -7,6 +7,18 @@
 //! `take_batch_leased_owned_async`), boxed: the wait loop is the one the
 //! loom models check, not a second copy of it. A stream ends (`None`, and
 //! `None` ever after) when its take reports the queue closed and drained.
+//!
+//! A stream keeps its pending take between polls, not its `next()` future:
+//! dropping a `next()` future (a `select!` arm that lost, a timeout) leaves
+//! the take, with its registered listener, in the stream. Such a stream
+//! holds its place among the queue's waiters, and any batch it is
+//! gathering, until it is polled again or dropped: a wake-up an offer gave
+//! it stays with it (another waiting taker is not woken for that entry),
+//! and a [`LeasedBatchStream`]'s lingering batch stays in flight. Dropping
+//! the stream drops its take, which passes a wake-up it had received on to
+//! another waiter (as a dropped `take_async` does) and nacks a batch it was
+//! gathering. So drop a stream you stop polling.
+//!
 //! The streams are `Send` and `'static` when the queue is `Send + Sync`, so
 //! they can be spawned; they are not `Sync` (nothing needs to share one).
 
@@ -78,10 +90,14 @@ impl<K, V, S: KeyStore<K>, T> fmt::Debug for Takes<K, V, S, T> {
 /// [`CoalescingQueue::take_stream`] (feature `stream`).
 ///
 /// It ends when the queue is closed and drained (nothing queued or on its
-/// way in, no lease out), and stays ended. Cancel-safe as `take_async`:
-/// dropping the stream, or a `next()` future of it, while it waits loses
-/// no entry (an entry is taken only in the poll that returns it). Each take
-/// boxes its future: one small allocation per item.
+/// way in, no lease out), and stays ended. No entry is lost when the
+/// stream, or a `next()` future of it, is dropped while it waits (an entry
+/// is taken only in the poll that returns it). But a dropped `next()`
+/// future leaves the stream's take registered: a stream kept unpolled
+/// holds its place among the waiters, and a wake-up it was given, until it
+/// is polled again or dropped (dropping it passes the wake-up on; see the
+/// [crate docs](crate#streams)). Drop a stream you stop polling. Each take boxes
+/// its future: one small allocation per item.
 ///
 /// ```
 /// use coalescing_queue::{CoalescingQueue, Entry};
@@ -110,7 +126,9 @@ where
 /// It ends when the queue is closed and drained, and stays ended; after
 /// close it waits while a lease is out (its nack may bring the entry back),
 /// so a task that holds a lease of this stream ends it before polling the
-/// stream again. Cancel-safe as `take_leased_owned_async`. One small
+/// stream again. Loses nothing when dropped, as `take_leased_owned_async`;
+/// kept unpolled after a dropped `next()`, it holds its place among the
+/// waiters as [`TakeStream`] does, until polled again or dropped. One small
 /// allocation per item.
 ///
 /// ```
@@ -145,9 +163,12 @@ where
 ///
 /// It ends when the queue is closed and drained (where the batch take
 /// returns an empty batch), and stays ended; a batch still held keeps it
-/// waiting, as for [`LeaseStream`]. Cancel safety as
-/// `take_batch_leased_owned_async`: dropped while a batch lingers, the
-/// stream nacks what that batch held. One small allocation per batch.
+/// waiting, as for [`LeaseStream`]. The batch being gathered lives in the
+/// stream, not in its `next()` future: a dropped `next()` future leaves it
+/// there, and a stream kept unpolled keeps that batch's entries in flight
+/// (its linger ends only at the next poll) and its place among the
+/// waiters. Dropping the stream nacks what the batch held. Drop a stream
+/// you stop polling. One small allocation per batch.
 ///
 /// ```
 /// use coalescing_queue::{CoalescingQueue, Entry};

@@ -133,6 +133,66 @@ impl Drop for Counted {
     }
 }
 
+/// The marker telling a re-executed test binary to run the child body.
+const UNWINDING_CHILD_ENV: &str = "COALESCING_SEMANTICS_DROP_WHILE_UNWINDING_CHILD";
+
+/// A queue dropped while its thread already unwinds (a panic elsewhere)
+/// drops every item, and one whose `Drop` panics does not abort the
+/// process: the queue does not resume that second panic while unwinding.
+/// Run in a child process (this binary re-executed to run only
+/// [`drop_while_unwinding_child`]), so that an abort fails this test, not
+/// the suite.
+#[test]
+fn a_queue_dropped_while_unwinding_does_not_abort() {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "drop_while_unwinding_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(UNWINDING_CHILD_ENV, "1")
+        .output()
+        .expect("the child test ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the child failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child test did not run:\n{stdout}"
+    );
+}
+
+/// The body of [`a_queue_dropped_while_unwinding_does_not_abort`], run only
+/// in the child process it starts (it does nothing without the marker).
+#[test]
+#[ignore = "run by a_queue_dropped_while_unwinding_does_not_abort in a child process"]
+fn drop_while_unwinding_child() {
+    if std::env::var_os(UNWINDING_CHILD_ENV).is_none() {
+        return;
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        let q = CoalescingQueue::<u32, Counted>::new(4);
+        for bomb in [true, false] {
+            let item = Counted {
+                bomb,
+                drops: drops.clone(),
+            };
+            q.try_offer(item).unwrap_or_else(|_| panic!("offer"));
+        }
+        panic!("the first panic");
+    }));
+    assert_eq!(message(unwound.unwrap_err()), "the first panic");
+    assert_eq!(drops.load(Ordering::Relaxed), 2, "an item was leaked");
+}
+
 #[test]
 fn drop_all_items_when_several_panic_and_resume_the_first() {
     let drops = Arc::new(AtomicUsize::new(0));
@@ -210,18 +270,23 @@ fn take_batch_refuses_max_zero() {
 
 // ----- a capacity too large for memory is an error of try_build -----
 
+/// 2^31 - 1 slots of a 1 GiB item: about 2^61 bytes, below `isize::MAX`
+/// (so the allocator is asked) but beyond any address space (57-bit
+/// virtual addresses reach 2^57): refused on every machine.
+type Huge = [u8; 1 << 30];
+
 #[test]
 fn try_build_refuses_a_capacity_it_cannot_allocate() {
-    // 2^31 - 1 slots of at least 32 bytes: 64 GiB for the ring alone, more
-    // than the address space of a 32-bit target or the memory of a test
-    // machine.
-    let built = CoalescingQueue::<u32, String>::builder()
+    let built = CoalescingQueue::<u32, Huge>::builder()
         .capacity((1 << 31) - 1)
         .try_build();
     match built {
-        Err(BuildError::OutOfMemory { bytes }) => assert!(bytes >= 64 << 30, "{bytes}"),
+        Err(BuildError::OutOfMemory { bytes }) => {
+            assert!(bytes >= ((1 << 31) - 1) << 30, "{bytes}");
+            assert!(bytes < usize::MAX, "not saturated: {bytes}");
+        }
         Err(other) => panic!("unexpected error {other:?}"),
-        Ok(_) => panic!("built a queue of 64 GiB"),
+        Ok(_) => panic!("built a queue of 2^61 bytes"),
     }
 }
 
@@ -235,8 +300,21 @@ fn try_build_refuses_more_than_the_address_space() {
 }
 
 #[test]
+fn a_size_beyond_usize_is_named_as_such() {
+    let error = CoalescingQueue::<u32, [u8; 1 << 40]>::builder()
+        .capacity((1 << 31) - 1)
+        .try_build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::OutOfMemory { bytes: usize::MAX });
+    assert_eq!(
+        error.to_string(),
+        "could not allocate more than usize::MAX bytes"
+    );
+}
+
+#[test]
 fn new_names_the_bytes_it_could_not_allocate() {
-    let text = panics(|| drop(CoalescingQueue::<u32, String>::new((1 << 31) - 1)));
+    let text = panics(|| drop(CoalescingQueue::<u32, Huge>::new((1 << 31) - 1)));
     assert!(text.contains("bytes"), "{text}");
     assert!(text.contains("allocate"), "{text}");
 }

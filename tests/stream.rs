@@ -174,3 +174,89 @@ fn leased_batch_stream_refuses_max_zero() {
     let q = Arc::new(Q::new(4));
     drop(q.leased_batch_stream(0, Duration::ZERO));
 }
+
+/// A stream polled once and then kept, unpolled, holds its place among the
+/// waiters: the wake-up of an offer can go to it (it registered first), and
+/// a blocked taker then sleeps on. Dropping the stream passes that wake-up
+/// on, and the taker gets the key at once.
+#[test]
+fn a_kept_stream_holds_its_wake_up_until_dropped() {
+    let q = Arc::new(Q::new(4));
+    let mut stream = q.take_stream();
+    // Registered and waiting; the `next()` future is dropped, the stream's
+    // take is not.
+    let polled = futures_lite::future::block_on(futures_lite::future::poll_once(stream.next()));
+    assert!(polled.is_none(), "nothing to take yet");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let taker = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(q.take_timeout(Duration::from_secs(30)));
+        })
+    };
+    // The taker waits, behind the stream.
+    std::thread::sleep(Duration::from_millis(200));
+    q.offer_key(7).unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the offer's wake-up went to the kept stream, not to the taker"
+    );
+    assert_eq!(q.len(), 1, "queued, waiting for a taker");
+    drop(stream);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)),
+        Ok(Ok(Entry::Key(7))),
+        "the dropped stream passed its wake-up on"
+    );
+    taker.join().unwrap();
+}
+
+/// A leased batch stream polled once and then kept, unpolled, keeps the
+/// batch it is gathering in flight (its linger ends only when it is polled
+/// again); dropping it nacks the batch.
+#[test]
+fn a_kept_batch_stream_holds_its_batch_until_polled_or_dropped() {
+    let q = Arc::new(Q::new(8));
+    q.offer_key(1).unwrap();
+    let mut batches = q.leased_batch_stream(4, Duration::from_millis(50));
+    let polled = futures_lite::future::block_on(futures_lite::future::poll_once(batches.next()));
+    assert!(polled.is_none(), "the batch lingers");
+    // Long past the linger: the batch is still held, unpolled.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!((q.len(), q.in_flight()), (0, 1), "held by the kept stream");
+    // Polled again, it returns the batch (its linger is over).
+    let batch = tokio_run(batches.next()).unwrap();
+    assert_eq!(batch.entries(), [Entry::Key(1)]);
+    batch.nack();
+    // Polled once more and dropped: the lingering batch is nacked.
+    let polled = futures_lite::future::block_on(futures_lite::future::poll_once(batches.next()));
+    assert!(polled.is_none(), "the batch lingers");
+    assert_eq!((q.len(), q.in_flight()), (0, 1));
+    drop(batches);
+    assert_eq!((q.len(), q.in_flight()), (1, 0), "the held entry came back");
+}
+
+/// A leased batch stream whose batch lingers without end returns that
+/// batch when the queue closes meanwhile, then ends once it is acked.
+#[test]
+fn a_lingering_batch_stream_returns_its_batch_when_closed() {
+    let q = Arc::new(Q::new(8));
+    q.offer_key(1).unwrap();
+    let mut batches = q.leased_batch_stream(10, Duration::MAX);
+    let (entries, end) = tokio_run(async {
+        let closer = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                q.close();
+            })
+        };
+        let batch = batches.next().await.expect("the batch");
+        closer.await.unwrap();
+        let entries = batch.entries().to_vec();
+        batch.ack();
+        (entries, batches.next().await.is_none())
+    });
+    assert_eq!(entries, [Entry::Key(1)]);
+    assert!(end, "closed and drained");
+}

@@ -16,9 +16,11 @@
 //! packed words, the general store the key (`K::hash`).
 
 use crate::keys::compact_key::{self, words_for, CompactKey, MAX_WORDS};
+use crate::keys::try_filled;
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use core::hash::{BuildHasher, Hash, Hasher};
 use core::marker::PhantomData;
+use std::collections::TryReserveError;
 use std::sync::PoisonError;
 
 /// The key cells of a table of entries. Sealed: implemented by the two
@@ -77,12 +79,19 @@ impl<K: CompactKey, S> PackedCells<K, S> {
     /// Words per key.
     const W: usize = words_for(K::BITS);
 
-    pub(crate) fn new(entries: usize, hasher: S) -> Self {
-        Self {
-            words: (0..entries * Self::W).map(|_| AtomicU64::new(0)).collect(),
+    /// Cells for `entries` keys; an error if the allocator refuses them.
+    pub(crate) fn try_new(entries: usize, hasher: S) -> Result<Self, TryReserveError> {
+        let words = entries.saturating_mul(Self::W);
+        Ok(Self {
+            words: try_filled(words, || AtomicU64::new(0))?,
             hasher,
             _key: PhantomData,
-        }
+        })
+    }
+
+    #[cfg(all(test, not(loom), not(shuttle)))]
+    pub(crate) fn new(entries: usize, hasher: S) -> Self {
+        Self::try_new(entries, hasher).expect("cells allocated")
     }
 
     #[inline(always)]
@@ -166,11 +175,17 @@ pub struct LockedCells<K, S> {
 }
 
 impl<K, S> LockedCells<K, S> {
-    pub(crate) fn new(entries: usize, hasher: S) -> Self {
-        Self {
-            keys: (0..entries).map(|_| Mutex::new(None)).collect(),
+    /// Cells for `entries` keys; an error if the allocator refuses them.
+    pub(crate) fn try_new(entries: usize, hasher: S) -> Result<Self, TryReserveError> {
+        Ok(Self {
+            keys: try_filled(entries, || Mutex::new(None))?,
             hasher,
-        }
+        })
+    }
+
+    #[cfg(all(test, not(loom), not(shuttle)))]
+    pub(crate) fn new(entries: usize, hasher: S) -> Self {
+        Self::try_new(entries, hasher).expect("cells allocated")
     }
 
     #[inline(always)]

@@ -23,6 +23,25 @@ use crate::keys::compact_key::CompactKey;
 use crate::keys::table::entries_for;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
+use std::collections::TryReserveError;
+
+/// A refused allocation of the key store (`try_filled`).
+pub(crate) type Refused = TryReserveError;
+
+/// `len` values made by `make`, in one allocation that is asked for
+/// fallibly (`Vec::try_reserve_exact`) and then filled in place: the key
+/// table's and the cells' arrays, so that `try_build` can report a refusal
+/// instead of aborting.
+pub(crate) fn try_filled<T>(
+    len: usize,
+    make: impl FnMut() -> T,
+) -> Result<Box<[T]>, TryReserveError> {
+    let mut values = Vec::new();
+    values.try_reserve_exact(len)?;
+    // Within the reserved room: no further allocation.
+    values.extend(core::iter::repeat_with(make).take(len));
+    Ok(values.into_boxed_slice())
+}
 
 /// The compact key store, for [`CompactKey`] keys: give it as a queue's
 /// third type parameter, `S` the hasher of the packed words.
@@ -56,23 +75,24 @@ pub trait KeyStore<K>: Sized {
     #[doc(hidden)]
     type Cells: Cells<K>;
 
-    /// Builds the cells of a table for `capacity` keys.
+    /// Builds the cells of a table for `capacity` keys; an error if the
+    /// allocator refuses their memory.
     #[doc(hidden)]
-    fn cells(self, capacity: usize) -> Self::Cells;
+    fn try_cells(self, capacity: usize) -> Result<Self::Cells, TryReserveError>;
 }
 
 impl<K: Hash + Eq + Clone, S: BuildHasher> KeyStore<K> for S {
     type Cells = LockedCells<K, S>;
 
-    fn cells(self, capacity: usize) -> Self::Cells {
-        LockedCells::new(entries_for(capacity), self)
+    fn try_cells(self, capacity: usize) -> Result<Self::Cells, TryReserveError> {
+        LockedCells::try_new(entries_for(capacity), self)
     }
 }
 
 impl<K: CompactKey, S: BuildHasher> KeyStore<K> for Compact<S> {
     type Cells = PackedCells<K, S>;
 
-    fn cells(self, capacity: usize) -> Self::Cells {
-        PackedCells::new(entries_for(capacity), self.0)
+    fn try_cells(self, capacity: usize) -> Result<Self::Cells, TryReserveError> {
+        PackedCells::try_new(entries_for(capacity), self.0)
     }
 }

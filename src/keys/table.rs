@@ -158,25 +158,28 @@ pub(crate) fn entries_for(capacity: usize) -> usize {
 }
 
 impl<K, C: Cells<K>> KeyTable<K, C> {
-    /// A table for `capacity` keys whose cells (`entries_for(capacity)` of
-    /// them) are `cells`.
-    pub(crate) fn new(capacity: usize, cells: C) -> Self {
-        let entries = entries_for(capacity);
-        let buckets = entries / BUCKET;
-        Self {
-            buckets: (0..buckets)
-                .map(|_| Bucket {
-                    control: core::array::from_fn(|_| AtomicU64::new(Control::EMPTY.0)),
-                })
-                .collect(),
-            insert_bits: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
-            overflow: (0..buckets).map(|_| AtomicU32::new(0)).collect(),
-            homes: (0..entries).map(|_| AtomicU32::new(0)).collect(),
-            lease_ticks: (0..entries).map(|_| AtomicU32::new(0)).collect(),
+    /// A table for `capacity` keys with `cells`; an error if the allocator
+    /// refuses one of its arrays.
+    pub(crate) fn try_new(capacity: usize, cells: C) -> Result<Self, crate::keys::Refused> {
+        let (entries, buckets) = (entries_for(capacity), entries_for(capacity) / BUCKET);
+        Ok(Self {
+            buckets: crate::keys::try_filled(buckets, || Bucket {
+                control: core::array::from_fn(|_| AtomicU64::new(Control::EMPTY.0)),
+            })?,
+            insert_bits: crate::keys::try_filled(buckets, || AtomicU64::new(0))?,
+            overflow: crate::keys::try_filled(buckets, || AtomicU32::new(0))?,
+            homes: crate::keys::try_filled(entries, || AtomicU32::new(0))?,
+            lease_ticks: crate::keys::try_filled(entries, || AtomicU32::new(0))?,
             cells,
             epoch: Instant::now(),
             _key: PhantomData,
-        }
+        })
+    }
+
+    /// `try_new`, for this file's tests.
+    #[cfg(all(test, not(loom), not(shuttle)))]
+    pub(crate) fn new(capacity: usize, cells: C) -> Self {
+        Self::try_new(capacity, cells).expect("table allocated")
     }
 
     #[inline(always)]

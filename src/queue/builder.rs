@@ -175,15 +175,19 @@ where
 
     /// Builds the queue.
     ///
-    /// Before it allocates, it asks the allocator for the queue's whole
-    /// size in one piece (`Vec::try_reserve`, the ring's slots plus the key
-    /// table's entries; [`BuildError::OutOfMemory`] if refused) and gives
-    /// it back at once. The ring and the table are then allocated by code
-    /// that cannot fail softly (the ring is `crossbeam_queue::ArrayQueue`):
-    /// if memory runs out between the two (taken by another thread), the
-    /// process still aborts; and where the system overcommits memory, an
-    /// allocation it granted can fail later, as it is first written (the
-    /// ring writes every slot when built).
+    /// First it asks the allocator for the queue's whole size in one piece
+    /// (`Vec::try_reserve_exact`: the ring's slots plus the key table's
+    /// entries) and gives it back at once, so that a queue that cannot fit
+    /// is refused before any of it is written. Then it allocates the key
+    /// table, each of its arrays asked for fallibly and filled in place: a
+    /// refusal there is [`BuildError::OutOfMemory`] too. The ring
+    /// (`crossbeam_queue::ArrayQueue`) has no fallible constructor: its
+    /// size is covered by the first check only, so if memory runs out
+    /// between that check and the ring's allocation (taken by another
+    /// thread), the process still aborts. And where the system overcommits
+    /// memory, an allocation it granted can fail later, as it is first
+    /// written (the table and the ring are written when built). The
+    /// waiters' and counters' few small allocations are not fallible either.
     ///
     /// # Errors
     ///
@@ -216,11 +220,8 @@ where
             return Err(BuildError::OutOfMemory { bytes });
         }
         drop(probe);
-        Ok(CoalescingQueue::from_parts(
-            capacity,
-            self.policy,
-            self.hasher,
-        ))
+        CoalescingQueue::try_from_parts(capacity, self.policy, self.hasher)
+            .map_err(|_| BuildError::OutOfMemory { bytes })
     }
 }
 

@@ -187,10 +187,19 @@ impl<K, V, S> CoalescingQueue<K, V, S>
 where
     S: KeyStore<K>,
 {
-    pub(crate) fn from_parts(capacity: usize, policy: InFlightPolicy, store: S) -> Self {
-        Self {
+    /// Allocates the queue: the key table first, each of its arrays asked
+    /// for fallibly (an error if one is refused), then the ring, which
+    /// aborts if its memory is refused (`crossbeam_queue::ArrayQueue` has no
+    /// fallible constructor; the builder checks its size before).
+    pub(crate) fn try_from_parts(
+        capacity: usize,
+        policy: InFlightPolicy,
+        store: S,
+    ) -> Result<Self, std::collections::TryReserveError> {
+        let keys = KeyTable::try_new(capacity, store.try_cells(capacity)?)?;
+        Ok(Self {
             ring: Ring::new(capacity),
-            keys: KeyTable::new(capacity, store.cells(capacity)),
+            keys,
             occupancy: CachePadded::new(Occupancy::new(capacity)),
             closed: AtomicU8::new(0),
             closes: AtomicUsize::new(0),
@@ -201,7 +210,7 @@ where
             policy,
             counters: Counters::new(),
             capacity,
-        }
+        })
     }
 
     // ----- introspection -----
@@ -399,11 +408,16 @@ where
     S: KeyStore<K>,
 {
     /// Drops every queued item, each in its turn even if one's `Drop`
-    /// panics, then resumes the first panic. (`ArrayQueue`'s own drop
-    /// stops at a panicking value and leaks the rest. The checkers' ring, a
-    /// `VecDeque`, already drops them all, and is left alone so that a
-    /// model's teardown adds no steps.) Keys are in the key table, whose
-    /// slices drop every element even when one panics.
+    /// panics, then resumes the first panic, unless the thread is already
+    /// unwinding (the queue dropped during another panic's cleanup): a
+    /// panic leaving a `Drop` then would abort the process, so the caught
+    /// payload is dropped instead. (`ArrayQueue`'s own drop stops at a
+    /// panicking value and leaks the rest. Under loom and shuttle the ring
+    /// is the checkers' own, the `Mutex<VecDeque>` shim or, with
+    /// `--cfg coalescing_loom_ring="concurrent_queue"`, concurrent-queue's
+    /// bounded ring; it is left to its own drop, so that a model's teardown
+    /// adds no steps.) Keys are in the key table, whose slices drop every
+    /// element even when one panics.
     fn drop(&mut self) {
         #[cfg(not(any(loom, shuttle)))]
         {
@@ -417,7 +431,13 @@ where
                 }
             }
             if let Some(panic) = first_panic {
-                std::panic::resume_unwind(panic);
+                if std::thread::panicking() {
+                    // Unwinding already: a second panic out of this drop
+                    // would abort. The first panic goes on unwinding.
+                    drop(panic);
+                } else {
+                    std::panic::resume_unwind(panic);
+                }
             }
         }
     }

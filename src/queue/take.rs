@@ -152,7 +152,9 @@ where
     /// `while q.take_batch(..) > 0` drains it. Every entry it took is in `out` when it returns: nothing is dropped.
     /// `out` grows only as entries are pushed onto it (as with `Vec::push`),
     /// never by `max` up front: a buffer with room for what is taken keeps
-    /// its allocation.
+    /// its allocation. After close it lingers no more: it takes what is
+    /// queued and returns, and a close that comes while it lingers (with
+    /// any `linger`, `Duration::MAX` included) ends the linger at once.
     ///
     /// # Panics
     ///
@@ -174,6 +176,7 @@ where
     /// q.close();
     /// assert_eq!(q.take_batch(&mut batch, 10, Duration::ZERO), 0);
     /// ```
+    #[track_caller]
     pub fn take_batch(&self, out: &mut Vec<Entry<K, V>>, max: usize, linger: Duration) -> usize {
         self.gather(out, None, max, linger, None).0
     }
@@ -197,6 +200,7 @@ where
     /// q.offer_key(1).unwrap();
     /// assert_eq!(q.take_batch_timeout(&mut batch, 10, linger, timeout), 1);
     /// ```
+    #[track_caller]
     pub fn take_batch_timeout(
         &self,
         out: &mut Vec<Entry<K, V>>,
@@ -274,10 +278,27 @@ where
         }
     }
 
+    /// One attempt of a batch's linger: an entry, or `None` once the queue
+    /// is closed. After close the ring stays empty while leases are out
+    /// (this batch's own, if leased), so the take would read `Empty`, not
+    /// `Closed`, and wait out the linger; but no offer can come any more,
+    /// and what leases give back is for the next take. Checked on every
+    /// attempt, the re-check after registering included, so the wake-up
+    /// `close` gives every taker ends the wait.
+    fn linger_step(&self, leased: bool) -> Step<(), Option<Taken<K, V>>> {
+        match self.take_step(leased) {
+            Step::Done(taken) => Step::Done(taken.ok()),
+            Step::DoneUnused(taken) => Step::DoneUnused(taken.ok()),
+            Step::Retry(()) if self.is_closed() => Step::Done(None),
+            Step::Retry(()) => Step::Retry(()),
+        }
+    }
+
     /// The batch take: waits for one entry (until `first_by`, if given),
     /// then gathers up to `max` for at most `linger`, appending to `out`
     /// (and, for a leased batch, the leases' indexes to `indexes`). Returns
     /// how many, and when the batch's lease started.
+    #[track_caller]
     pub(crate) fn gather(
         &self,
         out: &mut Vec<Entry<K, V>>,
@@ -304,13 +325,17 @@ where
                 // Closed: no offer comes any more, and what leases give
                 // back (this batch's own included) is for the next take.
                 Err(TryTakeError::Empty) if self.is_closed() => break,
-                Err(TryTakeError::Empty) => match self.take_blocking(leased, linger_until) {
-                    Ok(one) => {
-                        keep(out, indexes.as_deref_mut(), one);
-                        taken += 1;
+                Err(TryTakeError::Empty) => {
+                    let step = |()| self.linger_step(leased);
+                    match wait::block_on(&self.not_empty, linger_until, (), step) {
+                        Ok(Some(one)) => {
+                            keep(out, indexes.as_deref_mut(), one);
+                            taken += 1;
+                        }
+                        // Closed (meanwhile), or the linger is over.
+                        Ok(None) | Err(()) => break,
                     }
-                    Err(_) => break,
-                },
+                }
             }
         }
         (taken, start)
@@ -347,7 +372,10 @@ where
                 Err(TryTakeError::Empty) => {
                     let one = match linger_until {
                         // A linger too long to add to now: no timer.
-                        None => self.take_waiting(leased).await.ok(),
+                        None => {
+                            let step = |()| self.linger_step(leased);
+                            wait::wait_async(&self.not_empty, (), step).await
+                        }
                         Some(until) => {
                             let timer = timer.get_or_insert_with(|| {
                                 Delay::new(until.saturating_duration_since(Instant::now()))
@@ -365,15 +393,15 @@ where
     }
 
     /// Waits for one entry until `timer` fires; `None` if it fired first or
-    /// the queue is closed and drained. The take is polled first, so an
-    /// entry that is there when the timer fires is still taken; a take
-    /// dropped because the timer fired had taken nothing (`take_waiting`
-    /// is cancel-safe).
+    /// the queue is closed (a lingering take's wait, `linger_step`). The
+    /// take is polled first, so an entry that is there when the timer fires
+    /// is still taken; a take dropped because the timer fired had taken
+    /// nothing (the wait is cancel-safe, as `take_waiting`).
     async fn take_before(&self, leased: bool, timer: &mut Delay) -> Option<Taken<K, V>> {
-        let mut take = pin!(self.take_waiting(leased));
+        let mut take = pin!(wait::wait_async(&self.not_empty, (), |()| self.linger_step(leased)));
         poll_fn(|cx| {
             if let Poll::Ready(taken) = take.as_mut().poll(cx) {
-                return Poll::Ready(taken.ok());
+                return Poll::Ready(taken);
             }
             Pin::new(&mut *timer).poll(cx).map(|()| None)
         })

@@ -148,6 +148,7 @@ where
     /// q.close();
     /// assert!(q.take_batch_leased(8, Duration::ZERO).is_empty());
     /// ```
+    #[track_caller]
     pub fn take_batch_leased(&self, max: usize, linger: Duration) -> LeaseBatch<'_, K, V, S> {
         batch_until(self, max, linger, None)
     }
@@ -170,6 +171,7 @@ where
     /// q.offer_key(1).unwrap();
     /// q.take_batch_leased_timeout(8, linger, timeout).ack();
     /// ```
+    #[track_caller]
     pub fn take_batch_leased_timeout(
         &self,
         max: usize,
@@ -337,6 +339,7 @@ where
     /// q.close();
     /// assert!(q.take_batch_leased_owned(8, Duration::ZERO).is_empty());
     /// ```
+    #[track_caller]
     pub fn take_batch_leased_owned(
         self: &Arc<Self>,
         max: usize,
@@ -363,6 +366,7 @@ where
     /// q.offer_key(1).unwrap();
     /// q.take_batch_leased_owned_timeout(8, linger, timeout).ack();
     /// ```
+    #[track_caller]
     pub fn take_batch_leased_owned_timeout(
         self: &Arc<Self>,
         max: usize,
@@ -473,6 +477,7 @@ fn lease_of<Q: QueueHandle>(
     LeaseIn::new(handle, entry, index, start)
 }
 
+#[track_caller]
 fn batch_until<Q: QueueHandle>(
     handle: Q,
     max: usize,
