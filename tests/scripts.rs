@@ -46,7 +46,10 @@ fn bench_report_runs_without_a_target_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("targets: 0 met, 0 missed"), "{stdout}");
-    assert!(stdout.contains("instructions: skipped (--no-instructions)"), "{stdout}");
+    assert!(
+        stdout.contains("instructions: skipped (--no-instructions)"),
+        "{stdout}"
+    );
     // One log and one (empty) table of medians per run.
     for run in 1..=2 {
         let dir = target.join("bench-report");
