@@ -331,41 +331,23 @@ where
     }
 }
 
-impl<K, V, S> FusedStream for TakeStream<K, V, S>
-where
-    K: Send + 'static,
-    V: Send + 'static,
-    S: KeyStore<K> + Send + Sync + 'static,
-    CoalescingQueue<K, V, S>: Send + Sync,
-{
-    fn is_terminated(&self) -> bool {
-        self.takes.ended
-    }
+/// A stream ends for good once it has returned `None` (`ended`).
+macro_rules! fused {
+    ($($stream:ident),+) => {$(
+        impl<K, V, S> FusedStream for $stream<K, V, S>
+        where
+            K: Send + 'static,
+            V: Send + 'static,
+            S: KeyStore<K> + Send + Sync + 'static,
+            CoalescingQueue<K, V, S>: Send + Sync,
+        {
+            fn is_terminated(&self) -> bool {
+                self.takes.ended
+            }
+        }
+    )+};
 }
-
-impl<K, V, S> FusedStream for LeaseStream<K, V, S>
-where
-    K: Send + 'static,
-    V: Send + 'static,
-    S: KeyStore<K> + Send + Sync + 'static,
-    CoalescingQueue<K, V, S>: Send + Sync,
-{
-    fn is_terminated(&self) -> bool {
-        self.takes.ended
-    }
-}
-
-impl<K, V, S> FusedStream for LeasedBatchStream<K, V, S>
-where
-    K: Send + 'static,
-    V: Send + 'static,
-    S: KeyStore<K> + Send + Sync + 'static,
-    CoalescingQueue<K, V, S>: Send + Sync,
-{
-    fn is_terminated(&self) -> bool {
-        self.takes.ended
-    }
-}
+fused!(TakeStream, LeaseStream, LeasedBatchStream);
 
 impl<K, V, S: KeyStore<K>> fmt::Debug for TakeStream<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -37,6 +37,14 @@ pub fn queue(capacity: usize) -> Shared {
     let store = coalescing_queue::Compact(Hasher::with_seed(0x5eed));
     #[cfg(coalescing_loom_store = "general")]
     let store = Hasher::with_seed(0x5eed);
+    shared(capacity, store)
+}
+
+/// A shared queue of `capacity` on `store`, with the default policy.
+fn shared<S: KeyStore<u32>>(
+    capacity: usize,
+    store: S,
+) -> loom::sync::Arc<CoalescingQueue<u32, u32, S>> {
     loom::sync::Arc::new(
         CoalescingQueue::builder()
             .capacity(capacity)
@@ -82,13 +90,7 @@ pub fn one_home_queue(capacity: usize) -> loom::sync::Arc<OneHomeQueue> {
     let store = coalescing_queue::Compact(SameHash);
     #[cfg(coalescing_loom_store = "general")]
     let store = SameHash;
-    loom::sync::Arc::new(
-        CoalescingQueue::builder()
-            .capacity(capacity)
-            .in_flight_policy(InFlightPolicy::Requeue)
-            .hasher(store)
-            .build(),
-    )
+    shared(capacity, store)
 }
 
 /// Runs `body` under loom at capacity 1 and 2, printing one line per run:
