@@ -417,6 +417,7 @@ pub use error::{
 };
 pub use gate::{ResendGate, ResendPermit};
 pub use keys::compact_key::{CompactKey, Packer, Unpacker};
+pub use keys::valued::{Latest, Merge, Valued};
 pub use keys::{Compact, KeyStore};
 pub use lease::batch::{LeaseBatch, LeaseBatchIn, OwnedLeaseBatch};
 pub use lease::{Lease, LeaseIn, OwnedLease, QueueHandle};

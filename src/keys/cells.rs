@@ -16,6 +16,7 @@
 //! packed words, the general store the key (`K::hash`).
 
 use crate::keys::compact_key::{self, words_for, CompactKey, MAX_WORDS};
+use crate::keys::table::EntryWord;
 use crate::keys::try_filled;
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use core::hash::{BuildHasher, Hash, Hasher};
@@ -66,6 +67,81 @@ pub trait Cells<K> {
     /// emptied (the general store: the key owns memory).
     #[doc(hidden)]
     const CLEARS: bool;
+
+    /// `true` for the valued stores (`valued_cells.rs`): a pending key
+    /// carries a value that a duplicate offer merges into (`merge`), that a
+    /// take reads under the entry's value guard (`take_then`), and that a
+    /// nack merges with what arrived meanwhile (`requeue_then`). The plain
+    /// stores never have `merge` called and keep the default forms below.
+    #[doc(hidden)]
+    const VALUED: bool = false;
+
+    /// Takes (`leased`: copies) the key of an entry this thread owns, and
+    /// runs `commit` (the table's E3 or E5 store) so that no merge falls
+    /// between the read and the store. The plain stores read, then commit:
+    /// no merge ever writes their entries.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn take_then(&self, index: usize, leased: bool, commit: impl FnOnce()) -> K {
+        let key = if leased {
+            self.read(index)
+        } else {
+            self.take(index)
+        };
+        commit();
+        key
+    }
+
+    /// Merges the value of `key` into the pending entry `index` that a
+    /// lookup found (`entry`). Only for `VALUED` stores.
+    #[doc(hidden)]
+    fn merge(
+        &self,
+        index: usize,
+        key: K,
+        probe: &Self::Probe,
+        entry: EntryWord<'_>,
+        requeue: bool,
+    ) -> Merged<K> {
+        let _ = (index, probe, entry, requeue);
+        Merged::Moved(key)
+    }
+
+    /// A nack of the leased entry `index` (`leased`: the lease's copy):
+    /// for a `VALUED` store, the value queued again is the leased one merged
+    /// with what arrived meanwhile; `requeue` (E6) runs under the entry's
+    /// value guard, also when the merge panics, whose payload is returned
+    /// (to be resumed once the nack is finished). The plain stores just
+    /// requeue.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn requeue_then(
+        &self,
+        index: usize,
+        leased: &K,
+        entry: EntryWord<'_>,
+        requeue: impl FnOnce(),
+    ) -> Option<Panic> {
+        let _ = (index, leased, entry);
+        requeue();
+        None
+    }
+}
+
+/// The payload of a panic in user code, to be resumed.
+#[doc(hidden)]
+pub(crate) type Panic = Box<dyn std::any::Any + Send>;
+
+/// What a merge into a pending entry did (`Cells::merge`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Merged<K> {
+    /// Absorbed by the pending copy (its value merged, or dropped under
+    /// `InFlightPolicy::Absorb`); `true` if that copy is in flight.
+    Coalesced { in_flight: bool },
+    /// The entry no longer holds the key that was found (taken or acked
+    /// meanwhile): the key is handed back, to be offered again.
+    Moved(K),
 }
 
 /// The compact store's cells: each key packed into `W` atomic words.

@@ -17,6 +17,8 @@ pub(crate) mod cells;
 pub(crate) mod compact_key;
 pub(crate) mod control;
 pub(crate) mod table;
+pub(crate) mod valued;
+pub(crate) mod valued_cells;
 
 use crate::keys::cells::{Cells, LockedCells, PackedCells};
 use crate::keys::compact_key::CompactKey;

@@ -55,7 +55,7 @@
 //! * T3 An index in the ring names a `Queued` entry (I4), so a take never
 //!   waits for, or fails to find, its key.
 
-use crate::keys::cells::Cells;
+use crate::keys::cells::{Cells, Merged, Panic};
 use crate::keys::control::{Control, State};
 use crate::queue::occupancy::ClaimError;
 use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, Backoff, Ordering};
@@ -100,6 +100,10 @@ enum Lookup {
 pub(crate) enum Ended<K> {
     /// The entry is queued again: push this index.
     Requeue(u32),
+    /// As `Requeue`, but the user's merge panicked during the nack (the
+    /// value queued is what arrived): push, finish the nack, then resume
+    /// the panic.
+    RequeuedPanicked(u32, Panic),
     /// The key left the table; the general store hands its stored copy back,
     /// to be dropped by the caller outside the table.
     Removed(Option<K>),
@@ -148,6 +152,47 @@ impl Drop for InsertBit<'_> {
             // the Acquire of a lookup that reads the word first (T1, T2).
             word.store(held + 1, Ordering::Release);
         }
+    }
+}
+
+/// One pending entry's control word as a valued store's cells see it
+/// (`Cells::merge`, `Cells::requeue_then`): what a lookup found there, and
+/// the two things the cells may do with the word. Everything else about
+/// the word stays in this file.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct EntryWord<'a> {
+    word: &'a AtomicU64,
+    found: Control,
+}
+
+impl EntryWord<'_> {
+    /// The word now. Acquire: pairs with the Release of E2, E3 and E6, so a
+    /// state read here is at least as new as the cell writes before it.
+    #[inline(always)]
+    pub(crate) fn load(&self) -> Control {
+        Control(self.word.load(Ordering::Acquire))
+    }
+
+    /// `now` still holds the key that was found: pending, same version.
+    #[inline(always)]
+    pub(crate) fn holds_found(&self, now: Control) -> bool {
+        now.is_pending() && now.version() == self.found.version()
+    }
+
+    /// E4 from `now` (`InFlight`): marks the copy in flight dirty; `false`
+    /// if the word moved on (the lease was acked: the key left the table).
+    /// AcqRel: against the ack's CAS (E5), as in `KeyTable::absorb`.
+    #[inline(always)]
+    pub(crate) fn mark_dirty(&self, now: Control) -> bool {
+        self.word
+            .compare_exchange(
+                now.0,
+                now.with_state(State::Dirty).0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }
 
@@ -259,7 +304,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     #[inline(always)]
     pub(crate) fn offer(
         &self,
-        key: K,
+        mut key: K,
         requeue: bool,
         closed: impl Fn() -> bool,
         claim: impl FnOnce() -> Result<(), ClaimError>,
@@ -280,6 +325,14 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         // another key's insert.
         let absent = loop {
             match self.lookup(&key, &probe, home, tag) {
+                Lookup::Found(index, found) if C::VALUED => {
+                    match self.merge(index, found, key, &probe, requeue) {
+                        Ok(in_flight) => return Offer::Coalesced { in_flight },
+                        // The copy changed under us (taken, acked or
+                        // nacked): look again.
+                        Err(back) => key = back,
+                    }
+                }
                 Lookup::Found(index, found) => {
                     if let Some(in_flight) = self.absorb(index, found, requeue) {
                         return Offer::Coalesced { in_flight };
@@ -300,6 +353,28 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             claim,
             absent.then_some(seen),
         )
+    }
+
+    /// A valued store's absorb: merges the offer's value into the pending
+    /// copy at `index`, last read as `found` (`Cells::merge`).
+    /// `Ok(in_flight)`, or the key back if that copy changed first.
+    #[inline(always)]
+    fn merge(
+        &self,
+        index: usize,
+        found: Control,
+        key: K,
+        probe: &C::Probe,
+        requeue: bool,
+    ) -> Result<bool, K> {
+        let entry = EntryWord {
+            word: self.control(index),
+            found,
+        };
+        match self.cells.merge(index, key, probe, entry, requeue) {
+            Merged::Coalesced { in_flight } => Ok(in_flight),
+            Merged::Moved(key) => Err(key),
+        }
     }
 
     /// Absorbs an offer into the pending copy at `index`, last read as
@@ -336,7 +411,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
-        key: K,
+        mut key: K,
         probe: C::Probe,
         home: usize,
         tag: u8,
@@ -354,6 +429,12 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 loop {
                     match self.lookup_locked(&key, &probe, home, tag) {
                         Some(_) if closed() => return Offer::Refused(key, ClaimError::Closed),
+                        Some((index, found)) if C::VALUED => {
+                            match self.merge(index, found, key, &probe, requeue) {
+                                Ok(in_flight) => return Offer::Coalesced { in_flight },
+                                Err(back) => key = back,
+                            }
+                        }
                         Some((index, found)) => {
                             if let Some(in_flight) = self.absorb(index, found, requeue) {
                                 return Offer::Coalesced { in_flight };
@@ -529,31 +610,32 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         // ring orders that already, this makes it local to the table.
         let queued = Control(self.control(index).load(Ordering::Acquire));
         debug_assert_eq!(queued.state(), State::Queued, "breaks T3");
+        // The one user code of a take (`K::clone` or `CompactKey::unpack`,
+        // in the cell) runs before the entry changes: if it panics, the
+        // entry is still queued, which is what the take's caller relies on
+        // to put it back. A valued store runs the store below under the
+        // entry's value guard, so no merge falls between its read and it.
         match lease_tick {
             None => {
-                // The one user code of a take (`K::clone` or
-                // `CompactKey::unpack`, in the cell) runs before the entry
-                // changes: if it panics, the entry is still queued, which is
-                // what the take's caller relies on to put it back.
-                let key = self.cells.take(index);
-                // E5. Release: pairs with the next reservation's Acquire (E1).
-                self.control(index)
-                    .store(queued.emptied().0, Ordering::Release);
+                let key = self.cells.take_then(index, false, || {
+                    // E5. Release: pairs with the next reservation's Acquire
+                    // (E1).
+                    self.control(index)
+                        .store(queued.emptied().0, Ordering::Release);
+                });
                 if queued.is_spilled() {
                     self.unspill(index);
                 }
                 key
             }
-            Some(tick) => {
-                let key = self.cells.read(index);
+            Some(tick) => self.cells.take_then(index, true, || {
                 // Relaxed: published by the Release of E3 below.
                 self.lease_ticks[index].store(tick, Ordering::Relaxed);
                 // E3. Release: pairs with the Acquire of the lease's end and
                 // of the lookups (they see the state).
                 self.control(index)
                     .store(queued.with_state(State::InFlight).0, Ordering::Release);
-                key
-            }
+            }),
         }
     }
 
@@ -561,7 +643,7 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
     /// unless it is dirty (then it is queued again); a nack queues it again.
     /// No user code runs here: the general store hands its copy back to be
     /// dropped outside.
-    pub(crate) fn end_lease(&self, index: u32, ack: bool) -> Ended<K> {
+    pub(crate) fn end_lease(&self, index: u32, ack: bool, leased_key: &K) -> Ended<K> {
         let index = index as usize;
         let word = self.control(index);
         loop {
@@ -569,6 +651,24 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             let leased = Control(word.load(Ordering::Acquire));
             debug_assert!(leased.is_pending() && leased.is_leased());
             let dirty = leased.is(State::Dirty);
+            if C::VALUED && !ack {
+                // A nack of a valued key: the value queued again is the
+                // leased one merged with what arrived meanwhile, written
+                // with the E6 swap under the entry's value guard (no merge
+                // marks the entry dirty while it is held).
+                let entry = EntryWord {
+                    word,
+                    found: leased,
+                };
+                let panic = self.cells.requeue_then(index, leased_key, entry, || {
+                    let now = Control(word.load(Ordering::Acquire));
+                    word.swap(now.requeued().0, Ordering::AcqRel);
+                });
+                return match panic {
+                    None => Ended::Requeue(index as u32),
+                    Some(panic) => Ended::RequeuedPanicked(index as u32, panic),
+                };
+            }
             if !ack || dirty {
                 // E6, a swap: only this lease's holder moves a leased entry
                 // out of E3/E4, and a racing E4 may be overwritten (the key
@@ -757,11 +857,14 @@ mod tests {
             table.offer(2, true, || false, || panic!("no claim")),
             Offer::Coalesced { in_flight: true }
         ));
-        assert!(matches!(table.end_lease(two, true), Ended::Requeue(i) if i == two));
+        assert!(matches!(table.end_lease(two, true, &2), Ended::Requeue(i) if i == two));
         assert_eq!(table.take(one, None), 1);
         assert!(!table.contains(&1));
         assert_eq!(table.take(two, Some(6)), 2);
-        assert!(matches!(table.end_lease(two, true), Ended::Removed(None)));
+        assert!(matches!(
+            table.end_lease(two, true, &2),
+            Ended::Removed(None)
+        ));
         assert_eq!(table.len(), 0);
     }
 
@@ -880,7 +983,7 @@ mod tests {
                 } else {
                     table.take(index, Some(0));
                     assert!(matches!(
-                        table.end_lease(index, true),
+                        table.end_lease(index, true, &Fickle(0)),
                         Ended::Removed(Some(_))
                     ));
                 }

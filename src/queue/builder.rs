@@ -3,6 +3,7 @@
 use crate::entry::Entry;
 use crate::error::BuildError;
 use crate::keys::table::entries_for;
+use crate::keys::valued::Valued;
 use crate::keys::KeyStore;
 use crate::policy::InFlightPolicy;
 use crate::queue::occupancy::MAX_CAPACITY;
@@ -230,6 +231,40 @@ where
 /// word, as `crossbeam_queue::ArrayQueue` lays them out), and per key
 /// table entry its control word and at least one word of key (a packed
 /// word, or a `Mutex<Option<K>>`). Saturates instead of overflowing.
+impl<K, P, V, S, M> Builder<(K, P), V, Valued<S, M>>
+where
+    Valued<S, M>: KeyStore<(K, P)>,
+{
+    /// How a coalesced offer's value is folded into the pending one, for a
+    /// queue of keys with values ([`Valued`]): `merge(pending, newer)`.
+    /// [`Latest`](crate::Latest) (the newer replaces the pending) unless set.
+    ///
+    /// ```
+    /// use coalescing_queue::{Builder, Compact, Entry, Valued};
+    ///
+    /// // Counts per key: offers add up until the key is taken.
+    /// let q = Builder::<(u32, u64), (), Valued<Compact>>::new()
+    ///     .capacity(64)
+    ///     .merge(|pending: &mut u64, newer: u64| *pending += newer)
+    ///     .build();
+    /// for _ in 0..3 {
+    ///     q.try_offer_key((9, 1)).unwrap();
+    /// }
+    /// assert_eq!(q.try_take(), Ok(Entry::Key((9, 3))));
+    /// ```
+    pub fn merge<M2>(self, merge: M2) -> Builder<(K, P), V, Valued<S, M2>>
+    where
+        Valued<S, M2>: KeyStore<(K, P)>,
+    {
+        Builder {
+            capacity: self.capacity,
+            policy: self.policy,
+            hasher: self.hasher.with_merge(merge),
+            _entries: PhantomData,
+        }
+    }
+}
+
 fn bytes_for<V>(capacity: usize) -> usize {
     let slot = core::mem::size_of::<(usize, Entry<u32, V>)>();
     let entry = 2 * core::mem::size_of::<u64>();

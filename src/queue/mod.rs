@@ -12,7 +12,7 @@ pub(crate) mod producer;
 mod steps;
 pub(crate) mod take;
 mod take_leased;
-mod unwind;
+pub(crate) mod unwind;
 
 pub(crate) use steps::{Attempt, LeaseEnd, LeaseStart};
 

@@ -261,15 +261,24 @@ where
     /// are dropped only after the slot is freed and the table left, so a
     /// `Drop` that offers into this queue finds room and no lock held.
     pub(crate) fn end_lease(&self, entry: Entry<K, V>, index: u32, end: LeaseEnd) {
+        // A panic of the user's merge in a valued nack, resumed once the
+        // nack is finished.
+        let mut merge_panic = None;
         // What goes back into the ring, and what is dropped at the end.
         let (requeue, _dropped_last) = match entry {
             // No user code in the table's part (no hash, no `Eq`): the
             // entry is found by its index and its home is recorded in it.
-            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack) {
+            // (A valued nack runs the user's merge there, and hands back
+            // its panic.)
+            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack, &key) {
                 Ended::Requeue(index) => {
                     if end == LeaseEnd::Ack {
                         self.counters.add(Counter::RequeuedDirty);
                     }
+                    (Some(Entry::Key(index)), (Some(key), None))
+                }
+                Ended::RequeuedPanicked(index, panic) => {
+                    merge_panic = Some(panic);
                     (Some(Entry::Key(index)), (Some(key), None))
                 }
                 Ended::Removed(stored) => (None, (Some(key), stored)),
@@ -294,6 +303,9 @@ where
             LeaseEnd::Nack => Counter::Nacked,
         });
         self.finish_lease(requeue);
+        if let Some(panic) = merge_panic {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// The shared counts of a lease's end: out of the in-flight count before
