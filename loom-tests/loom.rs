@@ -29,6 +29,8 @@ mod pop_window;
 #[cfg(loom)]
 mod spill;
 #[cfg(loom)]
+mod values;
+#[cfg(loom)]
 mod wakeup;
 
 /// What a plain `cargo test` runs of this binary: not the models (they

@@ -303,7 +303,7 @@ pub fn probe_one_copy(q: &Queue, distinct: usize) {
 
 /// G6: with everything taken and every lease ended, no key is pending and no
 /// slot is claimed.
-pub fn check_no_leak<S: KeyStore<u32>>(q: &CoalescingQueue<u32, u32, S>) {
+pub fn check_no_leak<K, S: KeyStore<K>>(q: &CoalescingQueue<K, u32, S>) {
     assert_eq!(q.pending_keys(), 0, "G6 violated: keys left pending: {q:?}");
     assert_eq!(
         q.claimed_slots(),
