@@ -789,6 +789,12 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
         }
     }
 
+    /// The cells, for the stores' tests.
+    #[cfg(all(test, not(loom), not(shuttle)))]
+    pub(crate) fn cells(&self) -> &C {
+        &self.cells
+    }
+
     /// The sum of the overflow counts (T2), for tests.
     pub(crate) fn overflow_total(&self) -> u64 {
         self.overflow

@@ -24,8 +24,14 @@ use core::hash::{BuildHasher, Hash};
 /// is run again if another writer changed that value first (as
 /// `AtomicU64::fetch_update` runs its closure), so it may run more than once
 /// per offer; exactly one result is kept. On the general store it runs once,
-/// with the entry's lock held (as `K::eq` does): it must not offer into
-/// the same queue.
+/// with the entry's lock held (as `K::eq` does), and so does the drop of a
+/// value it replaces: neither may offer that key into the same queue.
+///
+/// A merge that panics in an offer leaves the queue as it was (the general
+/// store: with what the merge did to the value before it panicked). One that
+/// panics in a nack is caught: the key is queued again (the compact store:
+/// with what arrived while it was in flight; the general store: with the
+/// leased value), the nack finishes, and then the panic resumes.
 pub trait Merge<P> {
     /// Folds `newer` into `pending`.
     fn merge(&self, pending: &mut P, newer: P);

@@ -465,3 +465,58 @@ impl<K, P, S, M> core::fmt::Debug for ValuedLockedCells<K, P, S, M> {
         f.debug_struct("ValuedLockedCells").finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom), not(shuttle)))]
+mod tests {
+    use super::*;
+    use crate::keys::table::{entries_for, KeyTable, Offer};
+    use crate::keys::valued::Latest;
+
+    type Table =
+        KeyTable<(u64, u64), ValuedPackedCells<u64, u64, foldhash::fast::FixedState, Latest>>;
+
+    fn table() -> Table {
+        let hasher = foldhash::fast::FixedState::with_seed(7);
+        let cells = ValuedPackedCells::try_new(entries_for(8), hasher, Latest).unwrap();
+        KeyTable::new(8, cells)
+    }
+
+    /// The state of entry `index` as a writer would change it: its value
+    /// word and its value words.
+    fn written(table: &Table, index: u32) -> (u64, [u64; MAX_WORDS]) {
+        let cells = table.cells();
+        let index = index as usize;
+        (
+            cells.guards[index].load(Ordering::Relaxed),
+            cells.value_words(index),
+        )
+    }
+
+    /// A duplicate whose value is the pending one (under `Latest`) writes
+    /// nothing: the value word keeps its count. One with another value
+    /// writes once.
+    #[test]
+    fn an_equal_value_writes_nothing() {
+        let table = table();
+        let Offer::Inserted(index) = table.offer((1, 5), true, || false, || Ok(())) else {
+            panic!("not inserted")
+        };
+        let before = written(&table, index);
+        for _ in 0..3 {
+            assert!(matches!(
+                table.offer(
+                    (1, 5),
+                    true,
+                    || false,
+                    || panic!("no claim for a duplicate")
+                ),
+                Offer::Coalesced { in_flight: false }
+            ));
+        }
+        assert_eq!(written(&table, index), before, "an equal value was written");
+        table.offer((1, 6), true, || false, || panic!("no claim"));
+        let (count, words) = written(&table, index);
+        assert_eq!((count, words[0]), (before.0 + 2, 6));
+        assert_eq!(table.take(index, None), (1, 6));
+    }
+}
