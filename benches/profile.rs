@@ -12,7 +12,11 @@
 //! Workloads: st_unique_pair, st_dup90, spsc, st_lease_pair (the crate's
 //! designs only: no baseline has leases), and depth_1e3 .. depth_1e6 (the
 //! designs that coalesce; an iteration is a round of 10 offers). Designs: crate, general,
-//! mutex, ported, dashmap, raw, eager. `scripts/bench-report` runs it under
+//! mutex, ported, dashmap, raw, eager. And st_value90 (`baselines::value90_round`:
+//! 10 offers of one key with its own value each, then the take; an iteration is
+//! 10 offers) on the value designs, under the same names: crate (`Valued<Compact>`),
+//! general (`Valued`), mutex (`HashMap<Key, u64>`), dashmap (`DashMap<Key, u64>`).
+//! `scripts/bench-report` runs it under
 //! callgrind for its table of instructions per operation. Run with `cargo
 //! bench` (no workload given) it does nothing.
 
@@ -20,8 +24,9 @@
 mod baselines;
 
 use baselines::{
-    key, offer_wait, take_wait, Crate, CrateGeneral, Dash, Depth, Design, Eager, Leased, MutexQ,
-    Ported, Raw, DEPTH_CAPACITY,
+    check_values, key, offer_wait, take_wait, value90_round, Crate, CrateGeneral,
+    CrateGeneralValued, CrateValued, Dash, DashValues, Depth, Design, Eager, Leased, MutexQ,
+    MutexValues, Ported, Raw, ValueDesign, DEPTH_CAPACITY,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -117,6 +122,30 @@ fn run<D: Design>(workload: &str, n: u64) {
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
     eprintln!("{workload} {} n={n}: {ns:.1} ns per iteration", D::NAME);
+}
+
+/// `st_value90` on a value design: `n` iterations of
+/// `baselines::value90_round` (10 offers each), after a check of the
+/// design's values and a warm-up, as `run`.
+fn run_values<D: ValueDesign>(workload: &str, n: u64) {
+    assert_eq!(
+        workload, "st_value90",
+        "the value designs run st_value90 only"
+    );
+    let q = D::with_capacity(1024);
+    check_values(&q);
+    for i in 0..1000 {
+        value90_round(&q, i);
+    }
+    let t = Instant::now();
+    for i in 0..n {
+        value90_round(&q, i);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!(
+        "{workload} {} n={n}: {ns:.1} ns per iteration (10 offers)",
+        D::NAME
+    );
 }
 
 /// Costs of the parts the crate's hot path is made of, each in isolation on
@@ -227,6 +256,15 @@ fn main() {
         return;
     };
     let n = rest.first().map_or(200_000, |s| s.parse().expect("n"));
+    if workload == "st_value90" {
+        return match design.as_str() {
+            "crate" => run_values::<CrateValued>(workload, n),
+            "general" => run_values::<CrateGeneralValued>(workload, n),
+            "mutex" => run_values::<MutexValues>(workload, n),
+            "dashmap" => run_values::<DashValues>(workload, n),
+            other => panic!("no value design {other} (crate, general, mutex, dashmap)"),
+        };
+    }
     match design.as_str() {
         "crate" => run_leased::<Crate>(workload, n),
         "general" => run_leased::<CrateGeneral>(workload, n),

@@ -20,19 +20,36 @@
 //! * `batch_leased`  - as `batch`, the consumer taking with
 //!   `take_batch_leased(256, linger 0)` and acking each batch: ns per item.
 //!
+//! Two more use keys with values (`baselines::ValueDesign`: a key offered
+//! with a `u64`, latest value wins, a take delivers the pair), so only the
+//! value designs are in them, under the columns `crate` (the compact valued
+//! store), `general` (the general valued store), `mutex` (`Mutex<(VecDeque,
+//! HashMap<Key, u64>)>`) and `dashmap` (`ArrayQueue` + `DashMap<Key, u64>`):
+//! * `st_value90`    - 10 offers of one key, each with its own value (1 new +
+//!   9 replacing the pending value), then the take that drains it, checking
+//!   its value in debug builds (`baselines::value90_round`): ns per offer =
+//!   median / 10;
+//! * `mpmc_value_2t` - 2 threads, each in rounds of 10 offers of one of 4
+//!   keys the threads share (round r: key r % 4), each offer its own value,
+//!   then as many takes as its offers enqueued (its own entries or the
+//!   other's): one item is one offer, ns per offer. About 9 in 10 offers
+//!   replace a pending value; the exact share is printed after each design.
+//!
 //! All waits are the same for every design: spin a little, then yield.
 
 #[path = "baselines/mod.rs"]
 mod baselines;
 
 use baselines::{
-    key, offer_wait, take_wait, Backoff, Crate, CrateGeneral, Dash, Depth, Design, Eager, Leased,
-    MutexQ, Ported, Raw, DEPTH_CAPACITY,
+    check_values, key, offer_value_wait, offer_wait, take_value_wait, take_wait, value90_round,
+    Backoff, Crate, CrateGeneral, CrateGeneralValued, CrateValued, Dash, DashValues, Depth, Design,
+    Eager, Leased, MutexQ, MutexValues, Ported, Raw, ValueDesign, DEPTH_CAPACITY,
 };
 use criterion::measurement::WallTime;
 use criterion::{
     black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,11 +63,13 @@ const BATCH: usize = 256;
 /// How long `take_batch_leased` gathers after its first entry in
 /// `batch_leased`: not at all, as `take_batch` in `batch`.
 const LINGER: Duration = Duration::ZERO;
+/// How many keys the two threads of `mpmc_value_2t` share.
+const VALUE_KEYS: u64 = 4;
 
 fn group<'a>(c: &'a mut Criterion, name: &str, threaded: bool) -> BenchmarkGroup<'a, WallTime> {
-    // ns per offer for st_dup90 and depth_* (10 offers per iteration), per
-    // item otherwise.
-    let elements = if name == "st_dup90" || name.starts_with("depth_") {
+    // ns per offer for st_dup90, st_value90 and depth_* (10 offers per
+    // iteration), per item otherwise.
+    let elements = if name == "st_dup90" || name == "st_value90" || name.starts_with("depth_") {
         10
     } else {
         1
@@ -124,6 +143,18 @@ fn st_lease_pair<D: Leased>(g: &mut BenchmarkGroup<'_, WallTime>) {
             black_box(q.try_take_ack(|e| {
                 black_box(e);
             }));
+        })
+    });
+}
+
+fn st_value90<D: ValueDesign>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(ST_CAPACITY);
+    check_values(&q);
+    let mut i = 0u64;
+    g.bench_function(D::NAME, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            value90_round(&q, i);
         })
     });
 }
@@ -251,6 +282,52 @@ fn batch<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
+fn mpmc_value_2t<D: ValueDesign>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = D::with_capacity(MT_CAPACITY);
+    check_values(&q);
+    // Offers and the new entries among them, over every timed run: the
+    // share of offers that replaced a pending value, printed at the end.
+    let (offers, enqueued) = (AtomicU64::new(0), AtomicU64::new(0));
+    g.bench_function(D::NAME, |b| {
+        b.iter_custom(|n| {
+            run_threads(2, |t| {
+                // Rounds of 10 offers of one shared key, then as many takes
+                // as this thread's offers enqueued: at least one entry is
+                // always there (as in mpmc_2t: each thread takes only after
+                // its own offers made the entries it takes for).
+                let mine = share(n, 2, t as u64);
+                let (mut new, mut total_new) = (0u64, 0u64);
+                for i in 0..mine {
+                    // Distinct values: the offer's number and the thread.
+                    let value = i << 1 | t as u64;
+                    if offer_value_wait(&q, key(i / 10 % VALUE_KEYS), value) {
+                        new += 1;
+                    }
+                    if i % 10 == 9 || i + 1 == mine {
+                        for _ in 0..new {
+                            let (k, v) = black_box(take_value_wait(&q));
+                            // The value is one offered with this key.
+                            debug_assert_eq!(k, key((v >> 1) / 10 % VALUE_KEYS), "{}", D::NAME);
+                        }
+                        total_new += new;
+                        new = 0;
+                    }
+                }
+                offers.fetch_add(mine, Ordering::Relaxed);
+                enqueued.fetch_add(total_new, Ordering::Relaxed);
+            })
+        })
+    });
+    let (offers, enqueued) = (offers.into_inner(), enqueued.into_inner());
+    if offers > 0 {
+        eprintln!(
+            "mpmc_value_2t/{}: {:.1}% of {offers} offers replaced a pending value",
+            D::NAME,
+            100.0 * (offers - enqueued) as f64 / offers as f64
+        );
+    }
+}
+
 fn batch_leased<D: Leased>(g: &mut BenchmarkGroup<'_, WallTime>) {
     let q = D::with_capacity(MT_CAPACITY);
     g.bench_function(D::NAME, |b| {
@@ -323,6 +400,19 @@ macro_rules! crate_designs {
     }};
 }
 
+/// The groups of keys with values (`ValueDesign`): the crate's two valued
+/// stores and the two baselines with values.
+macro_rules! value_designs {
+    ($c:expr, $name:literal, $threaded:expr, $f:ident) => {{
+        let mut g = group($c, $name, $threaded);
+        $f::<CrateValued>(&mut g);
+        $f::<CrateGeneralValued>(&mut g);
+        $f::<MutexValues>(&mut g);
+        $f::<DashValues>(&mut g);
+        g.finish();
+    }};
+}
+
 fn benches(c: &mut Criterion) {
     all_designs!(c, "st_unique_pair", false, st_unique_pair);
     all_designs!(c, "st_dup90", false, st_dup90);
@@ -336,6 +426,8 @@ fn benches(c: &mut Criterion) {
     dedupe_designs!(c, "depth_1e4", false, depth, 10_000);
     dedupe_designs!(c, "depth_1e5", false, depth, 100_000);
     dedupe_designs!(c, "depth_1e6", false, depth, 1_000_000);
+    value_designs!(c, "st_value90", false, st_value90);
+    value_designs!(c, "mpmc_value_2t", true, mpmc_value_2t);
 }
 
 fn config() -> Criterion {

@@ -14,14 +14,20 @@
 //!
 //! Bytes are the sizes requested from the allocator (malloc rounds up a
 //! little more: a 120-byte message is a 128-byte chunk).
+//!
+//! Two more rows measure the crate's compact store with values
+//! (`Valued<Compact>`, the same key with a `u64` or a `[u64; 4]` value,
+//! latest wins): every offer carries a new value, so each duplicate offer
+//! writes its value into the pending one.
 
 #[path = "../benches/baselines/mod.rs"]
 mod baselines;
 
-use baselines::{key, Crate, CrateGeneral, Dash, Design, Eager, MutexQ, Ported, Raw};
+use baselines::{key, Crate, CrateGeneral, Dash, Design, Eager, Key, Message, MutexQ, Ported, Raw};
+use coalescing_queue::{CoalescingQueue, Compact, CompactKey, Entry, Offered, Valued};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
-use std::time::Instant;
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 struct Counting;
 
@@ -71,6 +77,64 @@ const CAPACITY: usize = 1 << 20;
 const KEYS: u64 = 1_000_000;
 const WARM_UP: u64 = 10_000;
 const CYCLES: u64 = 100_000;
+
+/// A value for the valued rows: the n-th one, and the row's name.
+trait Value: CompactKey + Send + Sync {
+    const ROW: &'static str;
+    fn nth(n: u64) -> Self;
+}
+
+impl Value for u64 {
+    const ROW: &'static str = "crate, value u64";
+    fn nth(n: u64) -> Self {
+        n
+    }
+}
+
+impl Value for [u64; 4] {
+    const ROW: &'static str = "crate, value [u64; 4]";
+    fn nth(n: u64) -> Self {
+        [n, !n, n.rotate_left(17), n ^ 0x9e37_79b9_7f4a_7c15]
+    }
+}
+
+/// The values handed out so far: each offer gets a new one, duplicates
+/// included. Relaxed: a counter, one thread.
+static VALUES: AtomicU64 = AtomicU64::new(0);
+
+/// The compact valued store: key `Key`, value `P`, latest wins.
+struct CrateValued<P: Value>(CoalescingQueue<(Key, P), Box<Message>, Valued<Compact>>);
+
+impl<P: Value> Design for CrateValued<P> {
+    const NAME: &'static str = P::ROW;
+    const DEDUPES: bool = true;
+    type Pending = (Key, P);
+    type Out = Entry<(Key, P), Box<Message>>;
+
+    fn with_capacity(capacity: usize) -> Self {
+        CrateValued(CoalescingQueue::new(capacity))
+    }
+    fn prepare(key: Key) -> (Key, P) {
+        (key, P::nth(VALUES.fetch_add(1, Relaxed)))
+    }
+    fn try_offer(&self, pair: (Key, P)) -> Result<bool, (Key, P)> {
+        match self.0.try_offer_key(pair) {
+            Ok(Offered::Enqueued) => Ok(true),
+            Ok(Offered::Coalesced) => Ok(false),
+            Err(e) => Err(e.into_inner()),
+        }
+    }
+    fn try_take(&self) -> Option<Self::Out> {
+        self.0.try_take().ok()
+    }
+    fn take_batch(&self, out: &mut Vec<Self::Out>, max: usize) -> usize {
+        // As the `crate` design: `take_batch` blocks for its first entry.
+        if self.0.is_empty() {
+            return 0;
+        }
+        self.0.take_batch(out, max, Duration::ZERO)
+    }
+}
 
 struct Row {
     name: &'static str,
@@ -149,6 +213,8 @@ fn main() {
     let rows = [
         measure::<Crate>(),
         measure::<CrateGeneral>(),
+        measure::<CrateValued<u64>>(),
+        measure::<CrateValued<[u64; 4]>>(),
         measure::<MutexQ>(),
         measure::<Ported>(),
         measure::<Dash>(),

@@ -158,6 +158,86 @@
 //! [`design`]; every race in it is model-checked with loom, and each rule
 //! has a deliberately broken variant that the models must catch.
 //!
+//! # Keys and values
+//!
+//! A key is an identity: what coalesces is the key, all of it, as its `Eq`
+//! and `Hash` (general store) or its packed words (compact store) see it.
+//! Data that should ride with a key and stay current while it waits is a
+//! *value*: give the queue [`Valued`] as its store and `(key, value)` pairs
+//! as its keys. An offer whose key is pending merges its value into the
+//! pending one ([`Merge`]: [`Latest`], the newer replaces it, unless set
+//! with [`Builder::merge`]); a take delivers the key with the value pending
+//! at the take. A leased copy does not change: what is offered while it is
+//! out is delivered after the ack, and a nack queues the leased value
+//! merged with it.
+//!
+//! Do not put a value into a general-store key whose `Eq` and `Hash` look
+//! at only part of it (a struct `(table, ts)` equal on `table` alone): an
+//! offer of a newer `ts` then reports `Coalesced`, and the pending key, with
+//! its *old* `ts`, is what is delivered: stale data, silently.
+//!
+//! ```
+//! use coalescing_queue::{CoalescingQueue, Entry, Offered};
+//! use std::hash::{Hash, Hasher};
+//!
+//! #[derive(Clone, Debug)]
+//! struct Checkpoint { table: u32, ts: u64 }
+//! impl PartialEq for Checkpoint {
+//!     fn eq(&self, other: &Self) -> bool { self.table == other.table }
+//! }
+//! impl Eq for Checkpoint {}
+//! impl Hash for Checkpoint {
+//!     fn hash<H: Hasher>(&self, h: &mut H) { self.table.hash(h) }
+//! }
+//!
+//! let wrong = CoalescingQueue::<Checkpoint, ()>::new(16);
+//! wrong.try_offer_key(Checkpoint { table: 7, ts: 10 }).unwrap();
+//! let newer = Checkpoint { table: 7, ts: 12 };
+//! assert_eq!(wrong.try_offer_key(newer), Ok(Offered::Coalesced));
+//! let Ok(Entry::Key(taken)) = wrong.try_take() else { unreachable!() };
+//! assert_eq!(taken.ts, 10); // 12 is gone
+//! ```
+//!
+//! The right form is `Valued` with `(table, ts)` and a max merge:
+//!
+//! ```
+//! use coalescing_queue::{Builder, Compact, Entry, Valued};
+//!
+//! let q = Builder::<(u32, u64), (), Valued<Compact>>::new()
+//!     .capacity(1024)
+//!     .merge(|pending: &mut u64, newer: u64| *pending = (*pending).max(newer))
+//!     .build();
+//! for ts in [10, 12, 11] {
+//!     q.try_offer_key((7, ts)).unwrap();
+//! }
+//! assert_eq!(q.try_take(), Ok(Entry::Key((7, 12))));
+//!
+//! // The leased copy stays as taken; newer offers wait behind it.
+//! q.try_offer_key((7, 13)).unwrap();
+//! let lease = q.try_take_leased().unwrap();
+//! q.try_offer_key((7, 15)).unwrap();
+//! q.try_offer_key((7, 14)).unwrap();
+//! assert_eq!(*lease, Entry::Key((7, 13)));
+//! lease.ack();
+//! assert_eq!(q.try_take(), Ok(Entry::Key((7, 15))));
+//! ```
+//!
+//! A merge sees only what is still pending. Once a value is delivered (a
+//! plain take returned it, or its lease was acked) the queue forgets it,
+//! and an older value offered after that, or while it was in flight, is
+//! delivered on its own. A receiver that must never go back keeps the last
+//! value it sent per key and drops older ones (`examples/checkpoints.rs`).
+//!
+//! Data kept beside the queue instead (say `ts[table].fetch_max(..)` into
+//! an array of atomics, then an offer of `table`) is not published by the
+//! offer: a coalesced offer may write no shared memory at all (on the
+//! compact store, a duplicate of a queued key is answered with loads alone),
+//! so nothing orders that write before the taker's read, which may see an
+//! older value. What the queue answers for is the offer itself: by G1, a
+//! take that returns after the offer began delivers it, with its value
+//! merged in. With `Valued` the value is part of the offer, and the
+//! question goes away.
+//!
 //! # Leases: in-flight keys
 //!
 //! A sender that only knows after the send whether it went out takes with a

@@ -5,26 +5,36 @@
 //! capacities 1 to 4, and both key stores: each test is instantiated once
 //! per store (modules `general` and `compact`, see `for_each_store!`).
 //!
-//! `MODEL_CASES` sets the number of cases per store (default 512). The
-//! model is `tests/reference/mod.rs`, shared with the fuzz targets.
+//! The same ops run on the valued stores (`Valued<S>`, keys `(K, P)`):
+//! the n-th key offer of a run carries the value `n`, merged by `Latest`
+//! or by a wrapping add (so that a merge lost, doubled or applied to the
+//! wrong copy shows in a delivered value); modules `valued_general` and
+//! `valued_compact`, see `for_each_valued_store!`.
+//!
+//! `MODEL_CASES` sets the number of cases per store and merge (default
+//! 512). The model is `tests/reference/mod.rs`, shared with the fuzz
+//! targets.
 
 mod reference;
 
 use coalescing_queue::{
     Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
-    OfferError, OfferTimeoutError, TryOfferError, TryTakeError,
+    OfferError, OfferTimeoutError, TryOfferError, TryTakeError, Valued,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
-use reference::Counts;
+use reference::{wrapping_add as add, Counts, RunKey, WithValue};
 use std::time::Duration;
 
+/// The identity of a key (the whole key of the plain stores).
 type K = u8;
+/// The value of a valued key.
+type P = u32;
 type V = u16;
-type E = Entry<K, V>;
-/// The queue on key store `S`: a `BuildHasher` (the general store) or
-/// `Compact` (the compact store); `K` is a key of both.
-type Q<S> = CoalescingQueue<K, V, S>;
+/// The queue of keys `Key` on key store `S`: for `K`, a `BuildHasher` (the
+/// general store) or `Compact` (the compact store); for `(K, P)`, `Valued`
+/// of either.
+type Q<Key, S> = CoalescingQueue<Key, V, S>;
 
 /// Keys are drawn from `0..KEYS`, so duplicates are common.
 const KEYS: K = 4;
@@ -67,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// The shared reference model, on this test's key and item types.
-type Model = reference::Model<K, V>;
+type Model<Key> = reference::Model<Key, V, <Key as RunKey>::Carry>;
 
 fn timeout_error<T>(error: TryOfferError<T>) -> OfferTimeoutError<T> {
     match error {
@@ -77,10 +87,10 @@ fn timeout_error<T>(error: TryOfferError<T>) -> OfferTimeoutError<T> {
 }
 
 /// Compares everything observable without changing anything.
-fn check_state<S: KeyStore<K>>(
-    q: &Q<S>,
-    m: &Model,
-    leases: &[Lease<'_, K, V, S>],
+fn check_state<Key: RunKey, S: KeyStore<Key>>(
+    q: &Q<Key, S>,
+    m: &Model<Key>,
+    leases: &[Lease<'_, Key, V, S>],
 ) -> Result<(), TestCaseError> {
     prop_assert_eq!(q.len(), m.ring.len(), "len");
     prop_assert_eq!(q.is_empty(), m.ring.is_empty(), "is_empty");
@@ -92,7 +102,12 @@ fn check_state<S: KeyStore<K>>(
     prop_assert_eq!(q.claimed_slots(), m.claimed(), "claimed_slots");
     prop_assert!(q.claimed_slots() <= m.capacity, "G3");
     for key in 0..KEYS {
-        prop_assert_eq!(q.is_pending(&key), m.keys.contains_key(&key), "is_pending");
+        // A valued key's `is_pending` looks at the identity alone.
+        prop_assert_eq!(
+            q.is_pending(&Key::make(key, 0)),
+            m.keys.contains_key(&key),
+            "is_pending"
+        );
     }
     // At most one queued copy of a key (G2).
     for key in 0..KEYS {
@@ -102,7 +117,10 @@ fn check_state<S: KeyStore<K>>(
     Ok(())
 }
 
-fn check_counts<S: KeyStore<K>>(q: &Q<S>, m: &Model) -> Result<(), TestCaseError> {
+fn check_counts<Key: RunKey, S: KeyStore<Key>>(
+    q: &Q<Key, S>,
+    m: &Model<Key>,
+) -> Result<(), TestCaseError> {
     let s = q.stats();
     let real = Counts::of(&s);
     prop_assert_eq!(&real, &m.counts);
@@ -113,27 +131,72 @@ fn check_counts<S: KeyStore<K>>(q: &Q<S>, m: &Model) -> Result<(), TestCaseError
     Ok(())
 }
 
-/// Replays `ops` on a queue with key store `S` and on the model.
+/// Replays `ops` on a queue with plain key store `S` and on the model.
 fn run<S: KeyStore<K> + Default>(
     capacity: usize,
     policy: InFlightPolicy,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
-    let q: Q<S> = Builder::new()
+    let q: Q<K, S> = Builder::new()
         .capacity(capacity)
         .in_flight_policy(policy)
         .build();
-    let mut m = Model::new(capacity, policy);
+    replay(&q, Model::new(capacity, policy), ops)
+}
+
+/// Replays `ops` on a queue with valued store `Valued<S>`, merging with
+/// `Latest` (`merge` `None`, the default) or with `merge`, and on the model
+/// merging the same way.
+fn run_valued<S>(
+    capacity: usize,
+    policy: InFlightPolicy,
+    merge: Option<fn(&mut P, P)>,
+    ops: &[Op],
+) -> Result<(), TestCaseError>
+where
+    S: Default,
+    Valued<S>: KeyStore<(K, P)>,
+    Valued<S, fn(&mut P, P)>: KeyStore<(K, P)>,
+{
+    let builder = Builder::<(K, P), V, Valued<S>>::new()
+        .capacity(capacity)
+        .in_flight_policy(policy);
+    match merge {
+        None => {
+            let m = Model::with_carry(capacity, policy, WithValue::latest());
+            replay(&builder.build(), m, ops)
+        }
+        Some(merge) => {
+            let m = Model::with_carry(capacity, policy, WithValue(merge));
+            replay(&builder.merge(merge).build(), m, ops)
+        }
+    }
+}
+
+/// Replays `ops` on `q` and on `m`, a model of it; the n-th key offer
+/// offers `Key::make(key, n)`.
+fn replay<Key: RunKey, S: KeyStore<Key>>(
+    q: &Q<Key, S>,
+    mut m: Model<Key>,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     // The real leases, and in the model the entry each of them holds.
-    let mut leases: Vec<Lease<'_, K, V, S>> = Vec::new();
-    let mut leased: Vec<E> = Vec::new();
+    let mut leases: Vec<Lease<'_, Key, V, S>> = Vec::new();
+    let mut leased: Vec<Entry<Key, V>> = Vec::new();
+    let mut offers: P = 0;
+    let mut next_key = |id: K| {
+        offers = offers.wrapping_add(1);
+        Key::make(id, offers)
+    };
 
     for op in ops {
         match *op {
             Op::TryOfferKey(key) => {
+                let key = next_key(key);
                 prop_assert_eq!(q.try_offer_key(key), m.offer_key(key));
             }
             Op::OfferKey(key) => {
+                let key = next_key(key);
                 if !m.offer_key_ready(key) {
                     continue;
                 }
@@ -141,6 +204,7 @@ fn run<S: KeyStore<K> + Default>(
                 prop_assert_eq!(q.offer_key(key), expected);
             }
             Op::OfferKeyTimeoutZero(key) => {
+                let key = next_key(key);
                 let expected = m.offer_key(key).map_err(timeout_error);
                 prop_assert_eq!(q.offer_key_timeout(key, Duration::ZERO), expected);
             }
@@ -244,9 +308,9 @@ fn run<S: KeyStore<K> + Default>(
                 }
             }
         }
-        check_state(&q, &m, &leases)?;
+        check_state(q, &m, &leases)?;
     }
-    check_counts(&q, &m)?;
+    check_counts(q, &m)?;
 
     // Wind down: close, end every lease with a nack (drop), drain.
     let expected = m.close();
@@ -255,7 +319,7 @@ fn run<S: KeyStore<K> + Default>(
         drop(lease);
         m.end_lease(entry, false);
     }
-    check_state(&q, &m, &leases)?;
+    check_state(q, &m, &leases)?;
     loop {
         let expected = m.take(false);
         prop_assert_eq!(q.try_take(), expected);
@@ -264,8 +328,8 @@ fn run<S: KeyStore<K> + Default>(
         }
     }
     prop_assert_eq!(q.try_take(), Err(TryTakeError::Closed));
-    check_state(&q, &m, &leases)?;
-    check_counts(&q, &m)?;
+    check_state(q, &m, &leases)?;
+    check_counts(q, &m)?;
     prop_assert_eq!(q.len(), 0);
     prop_assert_eq!(q.in_flight(), 0);
     prop_assert_eq!(q.pending_keys(), 0, "G6: keys left");
@@ -316,7 +380,7 @@ macro_rules! for_each_store {
 
             #[test]
             fn fixed_sequences_match_the_model() {
-                fixed_sequences::<S>();
+                fixed_sequences(run::<S>);
             }
         }
     )+};
@@ -324,9 +388,103 @@ macro_rules! for_each_store {
 
 for_each_store!(general: DefaultHashBuilder, compact: Compact);
 
+/// Instantiates the valued model tests once per store of the identities
+/// (`Valued<S>`), each with `Latest` and with the additive merge.
+macro_rules! for_each_valued_store {
+    ($($store:ident: $s:ty),+ $(,)?) => {$(
+        mod $store {
+            use super::*;
+
+            type S = $s;
+
+            proptest! {
+                #![proptest_config(ProptestConfig {
+                    cases: cases(),
+                    ..ProptestConfig::default()
+                })]
+
+                #[test]
+                fn matches_the_model_latest(
+                    capacity in 1usize..=4,
+                    drop_policy in any::<bool>(),
+                    ops in vec(op(), 1..80),
+                ) {
+                    run_valued::<S>(capacity, policy_of(drop_policy), None, &ops)?;
+                }
+
+                #[test]
+                fn matches_the_model_add(
+                    capacity in 1usize..=4,
+                    drop_policy in any::<bool>(),
+                    ops in vec(op(), 1..80),
+                ) {
+                    run_valued::<S>(capacity, policy_of(drop_policy), Some(add), &ops)?;
+                }
+            }
+
+            #[test]
+            fn fixed_sequences_match_the_model() {
+                for merge in [None, Some(add as fn(&mut P, P))] {
+                    fixed_sequences(|capacity, policy, ops| {
+                        run_valued::<S>(capacity, policy, merge, ops)
+                    });
+                }
+            }
+        }
+    )+};
+}
+
+for_each_valued_store!(valued_general: DefaultHashBuilder, valued_compact: Compact);
+
+/// The valued model on its own, against values worked out by hand from the
+/// documented rules (so that the model and the queue cannot agree on a
+/// wrong rule unnoticed).
+#[test]
+fn the_valued_model_follows_the_documented_rules() {
+    type M = reference::Model<(K, P), V, WithValue<P>>;
+    let requeue = InFlightPolicy::Requeue;
+    for (merge, queued, after_ack, after_nack) in [
+        // Offers of 1, 2 queue 1 + 2; the leased copy is 3; arrivals of 3
+        // and 4 start afresh: 7 after an ack, 3 + 7 after a nack.
+        (WithValue(add as fn(&mut P, P)), 3, 7, 10),
+        (WithValue::latest(), 2, 4, 4),
+    ] {
+        for ack in [true, false] {
+            let mut m = M::with_carry(4, requeue, merge);
+            m.offer_key((1, 1)).unwrap();
+            m.offer_key((1, 2)).unwrap();
+            let Ok(leased) = m.take(true) else { panic!() };
+            assert_eq!(leased, Entry::Key((1, queued)));
+            m.offer_key((1, 3)).unwrap();
+            m.offer_key((1, 4)).unwrap();
+            m.end_lease(leased, ack);
+            let want = if ack { after_ack } else { after_nack };
+            assert_eq!(m.take(false), Ok(Entry::Key((1, want))), "ack {ack}");
+        }
+        // A nack with nothing arrived queues the leased value; an ack
+        // removes the key.
+        let mut m = M::with_carry(4, requeue, merge);
+        m.offer_key((2, 5)).unwrap();
+        let Ok(leased) = m.take(true) else { panic!() };
+        m.end_lease(leased, false);
+        let Ok(leased) = m.take(true) else { panic!() };
+        assert_eq!(leased, Entry::Key((2, 5)));
+        m.end_lease(leased, true);
+        assert!(m.keys.is_empty());
+        // Absorb drops a value offered in flight.
+        let mut m = M::with_carry(4, InFlightPolicy::Absorb, merge);
+        m.offer_key((3, 1)).unwrap();
+        let Ok(leased) = m.take(true) else { panic!() };
+        m.offer_key((3, 9)).unwrap();
+        m.end_lease(leased, false);
+        assert_eq!(m.take(false), Ok(Entry::Key((3, 1))));
+    }
+}
+
 /// Fixed sequences that exercise the lease rules, run through the same
-/// checker (so a model bug shows up even if proptest never draws them).
-fn fixed_sequences<S: KeyStore<K> + Default>() {
+/// checker by `run` (so a model bug shows up even if proptest never draws
+/// them).
+fn fixed_sequences(run: impl Fn(usize, InFlightPolicy, &[Op]) -> Result<(), TestCaseError>) {
     use Op::*;
     let sequences: Vec<Vec<Op>> = vec![
         vec![
@@ -360,11 +518,41 @@ fn fixed_sequences<S: KeyStore<K> + Default>() {
             TakeBatch(0),
             TakeBatch(3),
         ],
+        // Values (valued runs): a queued merge, arrivals while leased
+        // merged among themselves, then delivered after an ack or merged
+        // with the leased value by a nack.
+        vec![
+            TryOfferKey(1),
+            TryOfferKey(1),
+            TryTakeLeased,
+            TryOfferKey(1),
+            OfferKey(1),
+            Nack(0),
+            TryOfferKey(1),
+            TryTakeLeased,
+            OfferKeyTimeoutZero(1),
+            Ack(0),
+            TakeBatch(2),
+        ],
+        vec![
+            TryOfferKey(2),
+            TryOfferKey(3),
+            TakeBatchLeased(2, 0),
+            TryOfferKey(3),
+            TryOfferKey(3),
+            TryOfferKey(2),
+            Ack(1),
+            Nack(0),
+            TryOfferKey(2),
+            TryOfferKey(3),
+            TakeBatchLeased(2, 2),
+            TakeBatch(2),
+        ],
     ];
     for policy in [InFlightPolicy::Requeue, InFlightPolicy::Absorb] {
         for capacity in 1..=4 {
             for ops in &sequences {
-                run::<S>(capacity, policy, ops).unwrap();
+                run(capacity, policy, ops).unwrap();
             }
         }
     }

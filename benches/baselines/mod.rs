@@ -11,7 +11,8 @@
 //!   (`Hash + Eq + Clone` keys), the same code as `crate` around it;
 //! * `raw`     - `crossbeam_queue::ArrayQueue<Key>`, no dedupe: the limit;
 //! * `mutex`   - `Mutex<(VecDeque<Key>, HashSet<Key>)>` with coalescing: what a
-//!   user writes by hand;
+//!   user writes by hand (the set as a `HashMap<Key, ()>`, which is what
+//!   std's `HashSet` is, so that the valued design shares its code);
 //! * `ported`  - the seed's design: `crossbeam_channel::bounded<Key>` plus
 //!   `Mutex<HashSet<Key>>`, reserve in the set, then `try_send`, and on
 //!   `Full` remove the reservation again; take = recv, then remove;
@@ -22,6 +23,22 @@
 //! * `eager`   - a boxed 120-byte message built from the key at every offer,
 //!   no dedupe, in a `crossbeam_channel::bounded<Box<Message>>`.
 //!
+//! Keys with values (the `*value*` workloads) have their own small trait,
+//! [`ValueDesign`]: a key is offered with a `u64` value, a pending key's
+//! value is replaced by a newer one (latest wins) and a take delivers the
+//! key with its value. Four designs, in the columns of the same names:
+//!
+//! * `crate`   - `CoalescingQueue<(Key, u64), Box<Message>, Valued<Compact>>`,
+//!   the compact valued store (the value in atomic words beside the key's);
+//! * `general` - `CoalescingQueue<(Key, u64), Box<Message>, Valued>`, the
+//!   general valued store (the value under the entry's lock);
+//! * `mutex`   - `Mutex<(VecDeque<Key>, HashMap<Key, u64>)>`: the `mutex`
+//!   design with a map of values for its set (one generic, [`MutexOf`]);
+//! * `dashmap` - `ArrayQueue<Key>` plus a `DashMap<Key, u64>` and the slot
+//!   count: the `dashmap` design with values (one generic, [`DashOf`]); an
+//!   offer of a pending key replaces its value in place, a take pops a key
+//!   and removes its entry, which hands over the value.
+//!
 //! Deduping designs deliver keys; materializing a key into a message is the
 //! consumer's own code and the same for all of them, so it is not part of
 //! the queue's cost. The eager design pays it (and an allocation) per offer:
@@ -30,12 +47,12 @@
 //! This file is shared by `benches/queues.rs` and `examples/memory.rs`.
 #![allow(dead_code)]
 
-use coalescing_queue::{CoalescingQueue, DefaultHashBuilder, Entry, Offered};
+use coalescing_queue::{CoalescingQueue, DefaultHashBuilder, Entry, Offered, Valued};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use crossbeam_queue::ArrayQueue;
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -170,6 +187,21 @@ pub trait Leased: Design {
     fn take_batch_ack(&self, max: usize, linger: Duration, f: impl FnOnce(&[Self::Out])) -> usize;
 }
 
+/// A design of keys with values (the `*value*` workloads): `Key` is the
+/// identity that coalesces, the `u64` its value. An offer of a pending key
+/// replaces the pending value with its own (latest wins); a take delivers a
+/// key with the value pending at the take. Try forms only, as [`Design`].
+pub trait ValueDesign: Send + Sync + Sized {
+    /// Benchmark function name, also the column in the report.
+    const NAME: &'static str;
+
+    fn with_capacity(capacity: usize) -> Self;
+    /// `Ok(true)` new entry, `Ok(false)` the pending key's value replaced,
+    /// `Err(back)` full.
+    fn try_offer_value(&self, key: Key, value: u64) -> Result<bool, (Key, u64)>;
+    fn try_take_value(&self) -> Option<(Key, u64)>;
+}
+
 // ----- the crate -----
 
 /// The queue the `crate` column measures: the compact key store.
@@ -259,6 +291,51 @@ macro_rules! crate_design {
 crate_design!(Crate, CrateQueue, "crate");
 crate_design!(CrateGeneral, GeneralQueue, "general");
 
+/// The queue the `crate` column of the value workloads measures: the
+/// compact valued store (`Key` and `u64` both `CompactKey`).
+pub type CrateValuedQueue =
+    CoalescingQueue<(Key, u64), Box<Message>, Valued<coalescing_queue::Compact>>;
+
+/// The queue the `general` column of the value workloads measures: the
+/// general valued store.
+pub type GeneralValuedQueue = CoalescingQueue<(Key, u64), Box<Message>, Valued>;
+
+/// Implements `ValueDesign` for a newtype over one of the crate's valued
+/// queues (`Latest`, the default merge): both stores run the same code.
+macro_rules! crate_value_design {
+    ($design:ident, $queue:ty, $name:literal) => {
+        pub struct $design(pub $queue);
+
+        impl ValueDesign for $design {
+            const NAME: &'static str = $name;
+
+            fn with_capacity(capacity: usize) -> Self {
+                // `new` uses `DefaultHashBuilder` = foldhash::fast::RandomState.
+                $design(<$queue>::new(capacity))
+            }
+            #[inline]
+            fn try_offer_value(&self, key: Key, value: u64) -> Result<bool, (Key, u64)> {
+                match self.0.try_offer_key((key, value)) {
+                    Ok(Offered::Enqueued) => Ok(true),
+                    Ok(Offered::Coalesced) => Ok(false),
+                    Err(e) => Err(e.into_inner()),
+                }
+            }
+            #[inline]
+            fn try_take_value(&self) -> Option<(Key, u64)> {
+                match self.0.try_take() {
+                    Ok(Entry::Key(pair)) => Some(pair),
+                    Ok(Entry::Item(_)) => unreachable!("no items are offered"),
+                    Err(_) => None,
+                }
+            }
+        }
+    };
+}
+
+crate_value_design!(CrateValued, CrateValuedQueue, "crate");
+crate_value_design!(CrateGeneralValued, GeneralValuedQueue, "general");
+
 // ----- raw ArrayQueue, no dedupe: the limit -----
 
 pub struct Raw(pub ArrayQueue<Key>);
@@ -300,9 +377,62 @@ impl Design for Raw {
 
 // ----- Mutex<(VecDeque, HashSet)>: what a user writes by hand -----
 
-pub struct MutexQ {
-    inner: Mutex<(VecDeque<Key>, HashSet<Key, DefaultHashBuilder>)>,
+/// The `mutex` designs: a deque of the pending keys in order and a map from
+/// each pending key to its value, under one lock. `V = ()` is the key-only
+/// design (`HashMap<Key, ()>` is what std's `HashSet<Key>` is), `V = u64`
+/// the one with values.
+pub struct MutexOf<V> {
+    inner: Mutex<(VecDeque<Key>, HashMap<Key, V, DefaultHashBuilder>)>,
     capacity: usize,
+}
+
+/// The `mutex` column: `Mutex<(VecDeque<Key>, HashSet<Key>)>`.
+pub type MutexQ = MutexOf<()>;
+/// The `mutex` column of the value workloads:
+/// `Mutex<(VecDeque<Key>, HashMap<Key, u64>)>`.
+pub type MutexValues = MutexOf<u64>;
+
+impl<V> MutexOf<V> {
+    fn new(capacity: usize) -> Self {
+        MutexOf {
+            inner: Mutex::new((
+                VecDeque::with_capacity(capacity),
+                HashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
+            )),
+            capacity,
+        }
+    }
+    /// If pending -> its value replaced, coalesced; else if full -> Full;
+    /// else insert + push_back. (Written with one hash per offer: `insert`
+    /// reports a present key, and replaces its value.)
+    #[inline]
+    fn offer(&self, k: Key, value: V) -> Result<bool, (Key, V)> {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, map) = &mut *g;
+        if deque.len() >= self.capacity {
+            return match map.get_mut(&k) {
+                Some(pending) => {
+                    *pending = value;
+                    Ok(false)
+                }
+                None => Err((k, value)),
+            };
+        }
+        if map.insert(k, value).is_none() {
+            deque.push_back(k);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+    #[inline]
+    fn take(&self) -> Option<(Key, V)> {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, map) = &mut *g;
+        let k = deque.pop_front()?;
+        let value = map.remove(&k).expect("a queued key is in the map");
+        Some((k, value))
+    }
 }
 
 impl Design for MutexQ {
@@ -312,41 +442,19 @@ impl Design for MutexQ {
     type Out = Key;
 
     fn with_capacity(capacity: usize) -> Self {
-        MutexQ {
-            inner: Mutex::new((
-                VecDeque::with_capacity(capacity),
-                HashSet::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
-            )),
-            capacity,
-        }
+        MutexOf::new(capacity)
     }
     #[inline]
     fn prepare(key: Key) -> Key {
         key
     }
-    /// If pending -> coalesced; else if full -> Full; else insert + push_back.
-    /// (Written with one hash per offer: `insert` reports a present key.)
     #[inline]
     fn try_offer(&self, k: Key) -> Result<bool, Key> {
-        let mut g = self.inner.lock().unwrap();
-        let (deque, set) = &mut *g;
-        if deque.len() >= self.capacity {
-            return if set.contains(&k) { Ok(false) } else { Err(k) };
-        }
-        if set.insert(k) {
-            deque.push_back(k);
-            Ok(true)
-        } else {
-            Ok(false)
-        }
+        self.offer(k, ()).map_err(|(k, ())| k)
     }
     #[inline]
     fn try_take(&self) -> Option<Key> {
-        let mut g = self.inner.lock().unwrap();
-        let (deque, set) = &mut *g;
-        let k = deque.pop_front()?;
-        set.remove(&k);
-        Some(k)
+        self.take().map(|(k, ())| k)
     }
     /// One lock per batch.
     #[inline]
@@ -361,6 +469,22 @@ impl Design for MutexQ {
             n += 1;
         }
         n
+    }
+}
+
+impl ValueDesign for MutexValues {
+    const NAME: &'static str = "mutex";
+
+    fn with_capacity(capacity: usize) -> Self {
+        MutexOf::new(capacity)
+    }
+    #[inline]
+    fn try_offer_value(&self, k: Key, value: u64) -> Result<bool, (Key, u64)> {
+        self.offer(k, value)
+    }
+    #[inline]
+    fn try_take_value(&self) -> Option<(Key, u64)> {
+        self.take()
     }
 }
 
@@ -444,15 +568,33 @@ impl Design for Ported {
 
 // ----- the original design card: ArrayQueue + DashMap reservations, slot count -----
 
-pub struct Dash {
+/// The `dashmap` designs: a ring of the pending keys, a `DashMap` from each
+/// pending key to its value (the reservation), and a count of the claimed
+/// slots. `V = ()` is the design card's (reservations only), `V = u64` the
+/// one with values.
+pub struct DashOf<V> {
     ring: ArrayQueue<Key>,
-    map: DashMap<Key, (), DefaultHashBuilder>,
+    map: DashMap<Key, V, DefaultHashBuilder>,
     /// Claimed slots: queued, being pushed, or popped and not yet removed.
     slots: AtomicUsize,
     capacity: usize,
 }
 
-impl Dash {
+/// The `dashmap` column: `ArrayQueue<Key>` + `DashMap<Key, ()>`.
+pub type Dash = DashOf<()>;
+/// The `dashmap` column of the value workloads: `ArrayQueue<Key>` +
+/// `DashMap<Key, u64>`.
+pub type DashValues = DashOf<u64>;
+
+impl<V> DashOf<V> {
+    fn new(capacity: usize) -> Self {
+        DashOf {
+            ring: ArrayQueue::new(capacity),
+            map: DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
+            slots: AtomicUsize::new(0),
+            capacity,
+        }
+    }
     /// Claims a slot if fewer than `capacity` are claimed.
     #[inline]
     fn claim(&self) -> bool {
@@ -472,44 +614,38 @@ impl Dash {
     fn release(&self, n: usize) {
         self.slots.fetch_sub(n, Ordering::Release);
     }
-}
-
-impl Design for Dash {
-    const NAME: &'static str = "dashmap";
-    const DEDUPES: bool = true;
-    type Pending = Key;
-    type Out = Key;
-
-    fn with_capacity(capacity: usize) -> Self {
-        Dash {
-            ring: ArrayQueue::new(capacity),
-            map: DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
-            slots: AtomicUsize::new(0),
-            capacity,
-        }
-    }
-    #[inline]
-    fn prepare(key: Key) -> Key {
-        key
-    }
     /// Claim before reserve: claim a slot, then reserve the key in the map
-    /// (one hash: `entry`); present -> give the slot back, coalesced; absent
-    /// -> insert, unlock, push. The push cannot fail: the claim made room.
-    /// No slot -> coalesced if pending (as `mutex` and the crate), else Full.
+    /// (one hash: `entry`); present -> replace its value in place, give the
+    /// slot back, coalesced; absent -> insert, unlock, push. The push cannot
+    /// fail: the claim made room. No slot -> coalesced if pending (as
+    /// `mutex` and the crate; its value replaced), else Full.
     #[inline]
-    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+    fn offer(&self, k: Key, value: V) -> Result<bool, (Key, V)> {
         if !self.claim() {
-            return if self.map.contains_key(&k) {
-                Ok(false)
-            } else {
-                Err(k)
+            // Without a value to replace (`V = ()`), a read lock does.
+            if core::mem::size_of::<V>() == 0 {
+                return if self.map.contains_key(&k) {
+                    Ok(false)
+                } else {
+                    Err((k, value))
+                };
+            }
+            return match self.map.get_mut(&k) {
+                Some(mut pending) => {
+                    *pending = value;
+                    Ok(false)
+                }
+                None => Err((k, value)),
             };
         }
         // The entry guard (the shard's write lock) ends with the match.
         let new = match self.map.entry(k) {
-            MapEntry::Occupied(_) => false,
+            MapEntry::Occupied(mut pending) => {
+                *pending.get_mut() = value;
+                false
+            }
             MapEntry::Vacant(v) => {
-                v.insert(());
+                v.insert(value);
                 true
             }
         };
@@ -522,13 +658,37 @@ impl Design for Dash {
         }
         Ok(new)
     }
-    /// Remove after pop: pop, then remove the reservation, then release.
+    /// Remove after pop: pop, then remove the reservation (which hands over
+    /// the value pending at the removal), then release.
+    #[inline]
+    fn take(&self) -> Option<(Key, V)> {
+        let k = self.ring.pop()?;
+        let (_, value) = self.map.remove(&k).expect("a queued key is in the map");
+        self.release(1);
+        Some((k, value))
+    }
+}
+
+impl Design for Dash {
+    const NAME: &'static str = "dashmap";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Key;
+
+    fn with_capacity(capacity: usize) -> Self {
+        DashOf::new(capacity)
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        self.offer(k, ()).map_err(|(k, ())| k)
+    }
     #[inline]
     fn try_take(&self) -> Option<Key> {
-        let k = self.ring.pop()?;
-        self.map.remove(&k);
-        self.release(1);
-        Some(k)
+        self.take().map(|(k, ())| k)
     }
     /// Pops up to `max`, removes each, then releases their slots at once.
     #[inline]
@@ -544,6 +704,22 @@ impl Design for Dash {
             self.release(n);
         }
         n
+    }
+}
+
+impl ValueDesign for DashValues {
+    const NAME: &'static str = "dashmap";
+
+    fn with_capacity(capacity: usize) -> Self {
+        DashOf::new(capacity)
+    }
+    #[inline]
+    fn try_offer_value(&self, k: Key, value: u64) -> Result<bool, (Key, u64)> {
+        self.offer(k, value)
+    }
+    #[inline]
+    fn try_take_value(&self) -> Option<(Key, u64)> {
+        self.take()
     }
 }
 
@@ -644,4 +820,85 @@ pub fn take_wait<D: Design>(q: &D) -> D::Out {
         }
         backoff.snooze();
     }
+}
+
+/// Offers `key` with `value`, waiting (spin, then yield) while the design
+/// is full. Returns whether it became a new entry.
+#[inline]
+pub fn offer_value_wait<D: ValueDesign>(q: &D, key: Key, value: u64) -> bool {
+    let mut pair = (key, value);
+    let mut backoff = Backoff::new();
+    loop {
+        match q.try_offer_value(pair.0, pair.1) {
+            Ok(new) => return new,
+            Err(back) => {
+                pair = back;
+                backoff.snooze();
+            }
+        }
+    }
+}
+
+/// Takes one key with its value, waiting (spin, then yield) while the
+/// design is empty.
+#[inline]
+pub fn take_value_wait<D: ValueDesign>(q: &D) -> (Key, u64) {
+    let mut backoff = Backoff::new();
+    loop {
+        if let Some(pair) = q.try_take_value() {
+            return pair;
+        }
+        backoff.snooze();
+    }
+}
+
+// ----- the value workloads' shared parts -----
+
+/// The value of offer `j` (0..10) of iteration `i` of `st_value90`: distinct
+/// per offer.
+#[inline]
+pub fn value90(i: u64, j: u64) -> u64 {
+    i.wrapping_mul(10).wrapping_add(j)
+}
+
+/// One iteration `i` of `st_value90`: 10 offers of `key(i)`, each with its
+/// own value (`value90(i, 0..10)`), the first new, the other 9 replacing
+/// the pending value; then the takes that drain what was enqueued (one).
+/// The delivered value (the last offered) goes through `black_box`, and is
+/// checked in debug builds.
+#[inline]
+pub fn value90_round<D: ValueDesign>(q: &D, i: u64) {
+    let mut enqueued = 0;
+    for j in 0..10 {
+        let (k, v) = std::hint::black_box((key(i), value90(i, j)));
+        if let Ok(true) = q.try_offer_value(k, v) {
+            enqueued += 1;
+        }
+    }
+    for _ in 0..enqueued {
+        let taken = std::hint::black_box(q.try_take_value());
+        debug_assert_eq!(taken, Some((key(i), value90(i, 9))), "{}", D::NAME);
+    }
+}
+
+/// Checks, once and outside any measurement, that `q` (empty) delivers a
+/// key with its last offered value after `value90_round`'s offers: a design
+/// that lost or mixed up values would otherwise be timed as if it worked.
+pub fn check_values<D: ValueDesign>(q: &D) {
+    let i = u64::MAX / 20;
+    for j in 0..10 {
+        assert_eq!(
+            q.try_offer_value(key(i), value90(i, j)).ok(),
+            Some(j == 0),
+            "{} offer {j}",
+            D::NAME
+        );
+    }
+    assert_eq!(
+        q.try_take_value(),
+        Some((key(i), value90(i, 9))),
+        "{}",
+        D::NAME
+    );
+    assert_eq!(q.try_take_value(), None, "{}", D::NAME);
 }

@@ -81,6 +81,8 @@ impl<P, F: Fn(&mut P, P)> Merge<P> for F {
 /// merged with them (`merge(leased, arrived)`), or the leased value if none
 /// arrived. Under [`InFlightPolicy::Absorb`](crate::InFlightPolicy::Absorb)
 /// a value offered while the key is in flight is dropped with the offer.
+/// [`is_pending`](crate::CoalescingQueue::is_pending) looks at the
+/// identity alone: `is_pending(&(k, any_value))`.
 ///
 /// ```
 /// use coalescing_queue::{Builder, CoalescingQueue, Compact, Entry, Offered, Valued};

@@ -4,11 +4,104 @@
 //! model for the proptest (`tests/model.rs`) and the fuzz targets
 //! (`fuzz/src/lib.rs`, which includes this file), so that a change to the
 //! semantics is made here once.
+//!
+//! The model is generic over what a key carries ([`Carry`]): [`Plain`]
+//! keys are their own identity; [`WithValue`] keys are `(identity, value)`
+//! pairs (the `Valued` stores), whose value is merged on coalesce by the
+//! model's own merge function (kept apart from the crate's `Merge`), held
+//! aside while the key is leased and merged with the leased one on a nack.
 #![allow(dead_code)]
 
 use coalescing_queue::{Entry, InFlightPolicy, Offered, Stats, TryOfferError, TryTakeError};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+
+/// What a queue's key `K` carries besides its identity, and how the value
+/// of a duplicate is folded into the pending one.
+pub trait Carry<K> {
+    /// What coalesces: the whole key ([`Plain`]) or its first half.
+    type Id: Copy + Eq + Hash + core::fmt::Debug;
+    /// What is merged: `()` ([`Plain`]) or the key's second half.
+    type Value: Clone + core::fmt::Debug;
+    fn split(key: K) -> (Self::Id, Self::Value);
+    fn join(id: Self::Id, value: Self::Value) -> K;
+    /// `merge(pending, newer)`, as `coalescing_queue::Merge`.
+    fn merge(&self, pending: &mut Self::Value, newer: Self::Value);
+}
+
+/// Keys without a value: the plain key stores.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl<K: Copy + Eq + Hash + core::fmt::Debug> Carry<K> for Plain {
+    type Id = K;
+    type Value = ();
+    fn split(key: K) -> (K, ()) {
+        (key, ())
+    }
+    fn join(id: K, (): ()) -> K {
+        id
+    }
+    fn merge(&self, (): &mut (), (): ()) {}
+}
+
+/// Keys `(K, P)` whose value `P` is merged by `self.0`: the `Valued` stores.
+#[derive(Clone, Copy, Debug)]
+pub struct WithValue<P>(pub fn(&mut P, P));
+
+impl<P> WithValue<P> {
+    /// The newer value replaces the pending one (`Latest`).
+    pub fn latest() -> Self {
+        WithValue(|pending, newer| *pending = newer)
+    }
+}
+
+impl<K, P> Carry<(K, P)> for WithValue<P>
+where
+    K: Copy + Eq + Hash + core::fmt::Debug,
+    P: Clone + core::fmt::Debug,
+{
+    type Id = K;
+    type Value = P;
+    fn split(key: (K, P)) -> (K, P) {
+        key
+    }
+    fn join(id: K, value: P) -> (K, P) {
+        (id, value)
+    }
+    fn merge(&self, pending: &mut P, newer: P) {
+        (self.0)(pending, newer)
+    }
+}
+
+/// The key types of the model runs (the proptest's and the fuzz
+/// targets'): `u8` identities, plain or with a `u32` value; `make(id, n)`
+/// is the key of a run's n-th key offer (its value `n`: every value
+/// offered differs, so a merge lost, doubled or misplaced shows).
+pub trait RunKey: Copy + Eq + Hash + core::fmt::Debug {
+    type Carry: Carry<Self, Id = u8>;
+    fn make(id: u8, n: u32) -> Self;
+}
+
+impl RunKey for u8 {
+    type Carry = Plain;
+    fn make(id: u8, _: u32) -> Self {
+        id
+    }
+}
+
+impl RunKey for (u8, u32) {
+    type Carry = WithValue<u32>;
+    fn make(id: u8, n: u32) -> Self {
+        (id, n)
+    }
+}
+
+/// The additive merge of the valued runs (besides `Latest`): with every
+/// value distinct, a lost or doubled merge changes the sum.
+pub fn wrapping_add(pending: &mut u32, newer: u32) {
+    *pending = pending.wrapping_add(newer);
+}
 
 /// Where a pending key is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,20 +155,39 @@ impl Counts {
     }
 }
 
-/// The plain model of one queue.
-pub struct Model<K, V> {
+/// A pending key in the model: where it is, and its value. `value` is the
+/// value a take delivers while `Queued`, `None` while `InFlight` (the
+/// leased value is the lease's), and the values arrived since the lease
+/// began, merged among themselves, while `Dirty`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending<P> {
+    pub state: KeyState,
+    pub value: Option<P>,
+}
+
+/// The plain model of one queue whose keys are `K`; `C` says what a key
+/// carries (its identity is what the ring and the map hold).
+pub struct Model<K, V, C: Carry<K> = Plain> {
     pub capacity: usize,
     pub policy: InFlightPolicy,
-    pub ring: VecDeque<Entry<K, V>>,
-    pub keys: HashMap<K, KeyState>,
+    pub ring: VecDeque<Entry<C::Id, V>>,
+    pub keys: HashMap<C::Id, Pending<C::Value>>,
     /// Leases not yet ended.
     pub in_flight: usize,
     pub closed: bool,
     pub counts: Counts,
+    pub carry: C,
 }
 
 impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
     pub fn new(capacity: usize, policy: InFlightPolicy) -> Self {
+        Self::with_carry(capacity, policy, Plain)
+    }
+}
+
+impl<K: Copy, V, C: Carry<K>> Model<K, V, C> {
+    /// A model whose keys carry what `carry` says (merged by it).
+    pub fn with_carry(capacity: usize, policy: InFlightPolicy, carry: C) -> Self {
         Self {
             capacity,
             policy,
@@ -84,7 +196,13 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
             in_flight: 0,
             closed: false,
             counts: Counts::default(),
+            carry,
         }
+    }
+
+    /// The state of the key with identity `id`, if pending.
+    pub fn state(&self, id: &C::Id) -> Option<KeyState> {
+        self.keys.get(id).map(|pending| pending.state)
     }
 
     /// Slots claimed: queued plus in flight.
@@ -98,7 +216,8 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
 
     /// Would an offer of `key` return at once (not wait for room)?
     pub fn offer_key_ready(&self, key: K) -> bool {
-        self.closed || self.keys.contains_key(&key) || !self.is_full()
+        let (id, _) = C::split(key);
+        self.closed || self.keys.contains_key(&id) || !self.is_full()
     }
 
     /// Would an offer of an item return at once?
@@ -118,38 +237,57 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
         self.closed && self.ring.is_empty() && self.in_flight == 0
     }
 
-    fn push_new(&mut self, entry: Entry<K, V>) {
+    fn push_new(&mut self, entry: Entry<C::Id, V>) {
         self.ring.push_back(entry);
         self.counts.enqueued += 1;
         self.counts.high_water_mark = self.counts.high_water_mark.max(self.claimed());
     }
 
     /// An offer of `key` that does not wait: what `try_offer_key` returns.
+    /// Its value is merged into a queued copy's, into what arrived while
+    /// the key is leased (the first arrival starts afresh) under `Requeue`,
+    /// and dropped under `Absorb`.
     pub fn offer_key(&mut self, key: K) -> Result<Offered, TryOfferError<K>> {
         if self.closed {
             self.counts.closed_rejections += 1;
             return Err(TryOfferError::Closed(key));
         }
         let full = self.is_full();
-        match self.keys.get_mut(&key) {
-            Some(KeyState::Queued) => {
+        let (id, value) = C::split(key);
+        match self.keys.get_mut(&id) {
+            Some(pending) if pending.state == KeyState::Queued => {
+                let queued = pending
+                    .value
+                    .as_mut()
+                    .expect("model: a queued key has a value");
+                self.carry.merge(queued, value);
                 self.counts.coalesced_queued += 1;
                 Ok(Offered::Coalesced)
             }
-            Some(state) => {
+            Some(pending) => {
                 if self.policy == InFlightPolicy::Requeue {
-                    *state = KeyState::Dirty;
+                    pending.state = KeyState::Dirty;
+                    match &mut pending.value {
+                        Some(arrived) => self.carry.merge(arrived, value),
+                        None => pending.value = Some(value),
+                    }
                 }
                 self.counts.coalesced_in_flight += 1;
                 Ok(Offered::Coalesced)
             }
             None if full => {
                 self.counts.full_rejections += 1;
-                Err(TryOfferError::Full(key))
+                Err(TryOfferError::Full(C::join(id, value)))
             }
             None => {
-                self.keys.insert(key, KeyState::Queued);
-                self.push_new(Entry::Key(key));
+                self.keys.insert(
+                    id,
+                    Pending {
+                        state: KeyState::Queued,
+                        value: Some(value),
+                    },
+                );
+                self.push_new(Entry::Key(id));
                 Ok(Offered::Enqueued)
             }
         }
@@ -169,7 +307,8 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
         }
     }
 
-    /// A take that does not wait: `try_take` or `try_take_leased`.
+    /// A take that does not wait: `try_take` or `try_take_leased`. A key is
+    /// delivered with the value pending at the take.
     pub fn take(&mut self, leased: bool) -> Result<Entry<K, V>, TryTakeError> {
         let Some(entry) = self.ring.pop_front() else {
             return Err(if self.drained() {
@@ -178,23 +317,30 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
                 TryTakeError::Empty
             });
         };
-        if let Entry::Key(key) = &entry {
-            if leased {
-                let state = self.keys.get_mut(key).expect("a queued key is in the map");
-                assert_eq!(
-                    *state,
-                    KeyState::Queued,
-                    "model: queued key {key:?} not Queued"
-                );
-                *state = KeyState::InFlight;
-            } else {
-                assert_eq!(
-                    self.keys.remove(key),
-                    Some(KeyState::Queued),
-                    "model: {key:?}"
-                );
+        let entry = match entry {
+            Entry::Key(id) => {
+                let value = if leased {
+                    let pending = self.keys.get_mut(&id).expect("a queued key is in the map");
+                    assert_eq!(
+                        pending.state,
+                        KeyState::Queued,
+                        "model: queued key {id:?} not Queued"
+                    );
+                    pending.state = KeyState::InFlight;
+                    pending.value.take()
+                } else {
+                    let pending = self.keys.remove(&id);
+                    assert_eq!(
+                        pending.as_ref().map(|p| p.state),
+                        Some(KeyState::Queued),
+                        "model: {id:?}"
+                    );
+                    pending.and_then(|p| p.value)
+                };
+                Entry::Key(C::join(id, value.expect("model: a queued key has a value")))
             }
-        }
+            Entry::Item(item) => Entry::Item(item),
+        };
         if leased {
             self.in_flight += 1;
         }
@@ -220,35 +366,58 @@ impl<K: Copy + Eq + Hash + core::fmt::Debug, V> Model<K, V> {
     }
 
     /// Ends the lease of `entry`: an ack removes the key (or queues it once
-    /// more if it is dirty) and drops an item; a nack queues it again.
+    /// more if it is dirty, with the values arrived) and drops an item; a
+    /// nack queues it again, its value `merge(leased, arrived)` (the leased
+    /// value if nothing arrived).
     pub fn end_lease(&mut self, entry: Entry<K, V>, ack: bool) {
         assert!(self.in_flight > 0, "model: ending a lease with none out");
         self.in_flight -= 1;
-        let requeue = match (&entry, ack) {
-            (Entry::Key(key), true) => match self.keys.get(key).copied() {
-                Some(KeyState::Dirty) => {
-                    self.keys.insert(*key, KeyState::Queued);
-                    self.counts.requeued_dirty += 1;
-                    true
+        let requeue = match entry {
+            Entry::Key(key) => {
+                let (id, leased) = C::split(key);
+                let Some(pending) = self.keys.get_mut(&id) else {
+                    panic!("model: leased key {id:?} not pending");
+                };
+                let arrived = match pending.state {
+                    KeyState::Dirty => pending.value.take(),
+                    KeyState::InFlight => None,
+                    KeyState::Queued => panic!("model: leased key {id:?} Queued"),
+                };
+                let value = match (ack, arrived) {
+                    (true, None) => None,
+                    (true, Some(arrived)) => {
+                        self.counts.requeued_dirty += 1;
+                        Some(arrived)
+                    }
+                    (false, None) => Some(leased),
+                    (false, Some(arrived)) => {
+                        let mut value = leased;
+                        self.carry.merge(&mut value, arrived);
+                        Some(value)
+                    }
+                };
+                match value {
+                    Some(value) => {
+                        *pending = Pending {
+                            state: KeyState::Queued,
+                            value: Some(value),
+                        };
+                        Some(Entry::Key(id))
+                    }
+                    None => {
+                        self.keys.remove(&id);
+                        None
+                    }
                 }
-                Some(KeyState::InFlight) => {
-                    self.keys.remove(key);
-                    false
-                }
-                other => panic!("model: leased key {key:?} in state {other:?}"),
-            },
-            (Entry::Key(key), false) => {
-                self.keys.insert(*key, KeyState::Queued);
-                true
             }
-            (Entry::Item(_), ack) => !ack,
+            Entry::Item(item) => (!ack).then_some(Entry::Item(item)),
         };
         if ack {
             self.counts.acked += 1;
         } else {
             self.counts.nacked += 1;
         }
-        if requeue {
+        if let Some(entry) = requeue {
             self.ring.push_back(entry);
         }
     }
