@@ -63,6 +63,7 @@ both_stores!(
     a_merge_that_panics_in_an_offer_changes_nothing,
     a_merge_that_panics_in_a_nack_still_requeues,
     threads_merging_lose_no_value,
+    async_and_owned_takes_deliver_values,
 );
 
 fn latest_wins_by_default<S>()
@@ -335,4 +336,44 @@ where
     assert_eq!(delivered.iter().sum::<u64>(), THREADS * OFFERS);
     assert!(q.try_take().unwrap_err().is_empty());
     assert_eq!(q.claimed_slots(), 0);
+}
+
+/// The async and owned forms deliver the pair as every other form: an
+/// async leased take, an owned lease acked on another thread, an async
+/// offer that waited for a slot.
+fn async_and_owned_takes_deliver_values<S>()
+where
+    S: Default + Send + Sync + 'static,
+    Valued<S>: KeyStore<Key>,
+    Valued<S, fn(&mut u64, u64)>: KeyStore<Key>,
+    CoalescingQueue<Key, (), Valued<S, fn(&mut u64, u64)>>: Send + Sync,
+    <Valued<S, fn(&mut u64, u64)> as KeyStore<Key>>::Cells: Send + Sync,
+{
+    let q = Arc::new(queue::<S, fn(&mut u64, u64)>(
+        1,
+        add,
+        InFlightPolicy::Requeue,
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        q.offer_key_async((1, 1)).await.unwrap();
+        q.offer_key_async((1, 2)).await.unwrap(); // coalesced, even full
+        let lease = q.take_leased_async().await.unwrap();
+        assert_eq!(*lease, Entry::Key((1, 3)));
+        q.offer_key_async((1, 4)).await.unwrap(); // in flight: arrives
+        lease.ack();
+        assert_eq!(q.take_async().await, Ok(Entry::Key((1, 4))));
+    });
+    q.try_offer_key((2, 5)).unwrap();
+    let owned = q.try_take_leased_owned().unwrap();
+    std::thread::spawn(move || {
+        assert_eq!(*owned, Entry::Key((2, 5)));
+        owned.nack();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(q.try_take(), Ok(Entry::Key((2, 5))));
 }
