@@ -55,7 +55,6 @@ impl Snapshot {
 
     /// Claims that are not in flight: entries queued, being pushed, or
     /// popped and not yet released or leased. Never below the ring's length (I3).
-    #[cfg(test)]
     pub(crate) fn not_in_flight(self) -> usize {
         self.claimed() - self.in_flight()
     }

@@ -173,6 +173,12 @@ where
         out: &mut Vec<Entry<K, V>>,
         mut indexes: Option<&mut Vec<u32>>,
     ) -> Result<usize, TryTakeError> {
+        // At most what was queued (or on its way in) when the batch began,
+        // as a coalescing ring buffer's poll takes: the batch frees its
+        // slots only when it returns, so one that kept taking what is
+        // offered meanwhile would hold more slots than were ever queued at
+        // once, and offers would find the queue full with nothing queued.
+        let limit = limit.min(self.occupancy.load().not_in_flight());
         let mut pops = Pops::new(self, lease.is_some());
         while pops.count < limit {
             let Some((entry, index)) = self.pop_one(lease, &mut pops) else {

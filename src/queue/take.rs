@@ -156,6 +156,11 @@ where
     /// queued and returns, and a close that comes while it lingers (with
     /// any `linger`, `Duration::MAX` included) ends the linger at once.
     ///
+    /// Each gathering step takes at most the entries queued when it began
+    /// and frees their slots when it ends, so entries offered while it
+    /// takes wait for the next step (or batch) and never find the queue
+    /// full because of slots the batch is about to free.
+    ///
     /// # Panics
     ///
     /// If `max` is 0: a batch of at most 0 entries would return 0, which
