@@ -167,9 +167,10 @@
 //! as its keys. An offer whose key is pending merges its value into the
 //! pending one ([`Merge`]: [`Latest`], the newer replaces it, unless set
 //! with [`Builder::merge`]); a take delivers the key with the value pending
-//! at the take. A leased copy does not change: what is offered while it is
-//! out is delivered after the ack, and a nack queues the leased value
-//! merged with it.
+//! at the take. A leased copy does not change: under
+//! [`InFlightPolicy::Requeue`] (the default) what is offered while it is out
+//! is delivered after the ack, and a nack queues the leased value merged
+//! with it.
 //!
 //! Do not put a value into a general-store key whose `Eq` and `Hash` look
 //! at only part of it (a struct `(table, ts)` equal on `table` alone): an
@@ -233,10 +234,11 @@
 //! offer: a coalesced offer may write no shared memory at all (on the
 //! compact store, a duplicate of a queued key is answered with loads alone),
 //! so nothing orders that write before the taker's read, which may see an
-//! older value. What the queue answers for is the offer itself: by G1, a
-//! take that returns after the offer began delivers it, with its value
-//! merged in. With `Valued` the value is part of the offer, and the
-//! question goes away.
+//! older value. What the queue answers for is the offer itself: by G1, an
+//! offer that returned `Ok` is followed by a take of its key that returns
+//! after the offer began, and with `Valued` that take delivers the offer's
+//! value merged in. The value is part of the offer, and the question goes
+//! away.
 //!
 //! # Leases: in-flight keys
 //!

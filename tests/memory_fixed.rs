@@ -30,12 +30,16 @@
 //!   leased) against the one expected, and at the end every key and item
 //!   offered was delivered or is still pending (drained and checked).
 //!
-//! Scenarios (capacities 1, 1024 and 2^16; key types `String` and `Done`):
+//! Scenarios (capacities 1, 1024 and 2^16; key types `String` and `Done`,
+//! and both with a value, in the valued stores: `(String, [u64; 2])` in
+//! `Valued`, `(Done, [u64; 2])` in `Valued<Compact>`, every offer with a new
+//! value, so that duplicates, dirty re-offers and nacks all merge one):
 //! a. `churn`: take one, offer a new distinct key; a duplicate offer of a
 //!    pending key and a refused offer of a new key (full) in between; every
 //!    64th take is a `take_batch`.
 //! b. `leases`: lease, re-offer it while leased (dirty), ack (queued again);
-//!    lease + nack; lease + drop; lease + ack for good; offer a new key.
+//!    lease + nack (every other one re-offered while leased: dirty);
+//!    lease + drop; lease + ack for good; offer a new key.
 //!    (Plain leases only: `take_batch_leased` builds its `LeaseBatch` in a
 //!    `Vec` of its own, an allocation per batch that is not the store's.)
 //! c. `items`: pass-through items mixed with keys (one entry in four, at
@@ -56,14 +60,14 @@
 
 use coalescing_queue::{
     CoalescingQueue, DefaultHashBuilder, Entry, Lease, OfferError, Offered, TakeError,
-    TryOfferError, TryTakeError,
+    TryOfferError, TryTakeError, Valued,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt::{self, Debug, Write as _};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -327,6 +331,54 @@ impl Keys for Dones {
         (key.id >> 64) as u64
     }
 }
+
+/// The value of the valued key types: its key's `n`, and a count that moves
+/// on at every offer, so that every duplicate brings a new value to merge.
+type Value = [u64; 2];
+
+/// Offers made so far (the second word of each value). Relaxed: a count;
+/// the tests take turns.
+static VALUES: AtomicU64 = AtomicU64::new(0);
+
+/// Key types of another `Keys` with a [`Value`], in the valued store over
+/// that one's store (`Valued<Compact>` for `Done`, `Valued` for `String`),
+/// latest wins. A key's id checks that its value is its own: a value left
+/// behind in a reused entry, or merged into another key's, shows.
+macro_rules! with_values {
+    ($name:ident, $base:ty, $label:literal) => {
+        struct $name;
+
+        impl Keys for $name {
+            type K = (<$base as Keys>::K, Value);
+            type S = Valued<<$base as Keys>::S>;
+            const NAME: &'static str = $label;
+            const CLONE_ALLOCS: u64 = <$base as Keys>::CLONE_ALLOCS;
+            const CLONE_SIZE: usize = <$base as Keys>::CLONE_SIZE;
+
+            fn build(capacity: usize) -> Queue<Self> {
+                CoalescingQueue::new(capacity)
+            }
+
+            fn blank() -> Self::K {
+                (<$base>::blank(), [0; 2])
+            }
+
+            fn key(n: u64, spare: Self::K) -> Self::K {
+                let offer = VALUES.fetch_add(1, Relaxed);
+                (<$base>::key(n, spare.0), [n, offer])
+            }
+
+            fn id(key: &Self::K) -> u64 {
+                let n = <$base>::id(&key.0);
+                assert_eq!(key.1[0], n, "key {n} delivered another key's value");
+                n
+            }
+        }
+    };
+}
+
+with_values!(StringValues, Strings, "String+value");
+with_values!(DoneValues, Dones, "Done+value");
 
 // ----- items, tags and the model -----
 
@@ -663,7 +715,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<6} {:<6} capacity {:>5}: {:>8} ops in {:>5} windows ({:.2}s): \
+            "{:<6} {:<12} capacity {:>5}: {:>8} ops in {:>5} windows ({:.2}s): \
              {} allocations + {} reallocations beyond {} key clones \
              (sizes: {}); offered {}, delivered {}, pending at end {} -> {}",
             self.scenario,
@@ -799,14 +851,16 @@ fn churn<T: Keys>(capacity: usize, rounds: u64) -> Outcome {
 }
 
 /// b. Leases at full capacity: lease, re-offer while leased (dirty), ack
-/// (queued again); lease + nack; lease + drop; lease + ack for good; offer
-/// a new key. (Plain leases: `take_batch_leased` allocates its batch's
-/// `Vec`.)
+/// (queued again); lease + nack, dirty every other step (a valued key's
+/// nack then merges the leased value with the one offered); lease + drop;
+/// lease + ack for good; offer a new key. (Plain leases:
+/// `take_batch_leased` allocates its batch's `Vec`.)
 fn leases<T: Keys>(capacity: usize, rounds: u64) -> Outcome {
     let q = T::build(capacity);
-    // Per step a blank for the dirty re-offer and one for the new key; no
-    // key comes back (every take is leased, the store keeps the key).
-    let target = capacity + 2 * STEPS + 1;
+    // Per step a blank for each dirty re-offer (one or two) and one for the
+    // new key; no key comes back (every take is leased, the store keeps the
+    // key).
+    let target = capacity + 3 * STEPS + 1;
     let mut run = Run::<T>::new("leases", capacity, target, 0);
     run.refill(target, 0);
     run.meter.open();
@@ -832,6 +886,9 @@ fn leases<T: Keys>(capacity: usize, rounds: u64) -> Outcome {
                 q.try_take_leased().expect("full")
             };
             let tag = run.leased(&lease);
+            if step % 2 == 0 {
+                run.offer_duplicate(&q, tag, false);
+            }
             lease.nack();
             run.requeued(tag);
 
@@ -1080,4 +1137,44 @@ fn close_string_keys() {
 #[test]
 fn close_done_keys() {
     check::<Dones>(close::<Dones>, 7);
+}
+
+#[test]
+fn churn_valued_string_keys() {
+    check::<StringValues>(churn::<StringValues>, 8);
+}
+
+#[test]
+fn churn_valued_done_keys() {
+    check::<DoneValues>(churn::<DoneValues>, 8);
+}
+
+#[test]
+fn leases_valued_string_keys() {
+    check::<StringValues>(leases::<StringValues>, 3);
+}
+
+#[test]
+fn leases_valued_done_keys() {
+    check::<DoneValues>(leases::<DoneValues>, 3);
+}
+
+#[test]
+fn items_valued_string_keys() {
+    check::<StringValues>(items::<StringValues>, 6);
+}
+
+#[test]
+fn items_valued_done_keys() {
+    check::<DoneValues>(items::<DoneValues>, 6);
+}
+
+#[test]
+fn close_valued_string_keys() {
+    check::<StringValues>(close::<StringValues>, 7);
+}
+
+#[test]
+fn close_valued_done_keys() {
+    check::<DoneValues>(close::<DoneValues>, 7);
 }
