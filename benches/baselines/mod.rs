@@ -11,8 +11,7 @@
 //!   (`Hash + Eq + Clone` keys), the same code as `crate` around it;
 //! * `raw`     - `crossbeam_queue::ArrayQueue<Key>`, no dedupe: the limit;
 //! * `mutex`   - `Mutex<(VecDeque<Key>, HashSet<Key>)>` with coalescing: what a
-//!   user writes by hand (the set as a `HashMap<Key, ()>`, which is what
-//!   std's `HashSet` is, so that the valued design shares its code);
+//!   user writes by hand;
 //! * `ported`  - the seed's design: `crossbeam_channel::bounded<Key>` plus
 //!   `Mutex<HashSet<Key>>`, reserve in the set, then `try_send`, and on
 //!   `Full` remove the reservation again; take = recv, then remove;
@@ -33,11 +32,11 @@
 //! * `general` - `CoalescingQueue<(Key, u64), Box<Message>, Valued>`, the
 //!   general valued store (the value under the entry's lock);
 //! * `mutex`   - `Mutex<(VecDeque<Key>, HashMap<Key, u64>)>`: the `mutex`
-//!   design with a map of values for its set (one generic, [`MutexOf`]);
-//! * `dashmap` - `ArrayQueue<Key>` plus a `DashMap<Key, u64>` and the slot
-//!   count: the `dashmap` design with values (one generic, [`DashOf`]); an
-//!   offer of a pending key replaces its value in place, a take pops a key
-//!   and removes its entry, which hands over the value.
+//!   design with a map of values for its set;
+//! * `dashmap` - `ArrayQueue<Key>` plus a `DashMap<Key, u64>` and `Dash`'s
+//!   slot count: the `dashmap` design with values; an offer of a pending
+//!   key replaces its value in place, a take pops a key and removes its
+//!   entry, which hands over the value.
 //!
 //! Deduping designs deliver keys; materializing a key into a message is the
 //! consumer's own code and the same for all of them, so it is not part of
@@ -377,24 +376,85 @@ impl Design for Raw {
 
 // ----- Mutex<(VecDeque, HashSet)>: what a user writes by hand -----
 
-/// The `mutex` designs: a deque of the pending keys in order and a map from
-/// each pending key to its value, under one lock. `V = ()` is the key-only
-/// design (`HashMap<Key, ()>` is what std's `HashSet<Key>` is), `V = u64`
-/// the one with values.
-pub struct MutexOf<V> {
-    inner: Mutex<(VecDeque<Key>, HashMap<Key, V, DefaultHashBuilder>)>,
+pub struct MutexQ {
+    inner: Mutex<(VecDeque<Key>, HashSet<Key, DefaultHashBuilder>)>,
     capacity: usize,
 }
 
-/// The `mutex` column: `Mutex<(VecDeque<Key>, HashSet<Key>)>`.
-pub type MutexQ = MutexOf<()>;
-/// The `mutex` column of the value workloads:
-/// `Mutex<(VecDeque<Key>, HashMap<Key, u64>)>`.
-pub type MutexValues = MutexOf<u64>;
+impl Design for MutexQ {
+    const NAME: &'static str = "mutex";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Key;
 
-impl<V> MutexOf<V> {
-    fn new(capacity: usize) -> Self {
-        MutexOf {
+    fn with_capacity(capacity: usize) -> Self {
+        MutexQ {
+            inner: Mutex::new((
+                VecDeque::with_capacity(capacity),
+                HashSet::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
+            )),
+            capacity,
+        }
+    }
+    #[inline]
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    /// If pending -> coalesced; else if full -> Full; else insert + push_back.
+    /// (Written with one hash per offer: `insert` reports a present key.)
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, set) = &mut *g;
+        if deque.len() >= self.capacity {
+            return if set.contains(&k) { Ok(false) } else { Err(k) };
+        }
+        if set.insert(k) {
+            deque.push_back(k);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+    #[inline]
+    fn try_take(&self) -> Option<Key> {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, set) = &mut *g;
+        let k = deque.pop_front()?;
+        set.remove(&k);
+        Some(k)
+    }
+    /// One lock per batch.
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
+        let mut g = self.inner.lock().unwrap();
+        let (deque, set) = &mut *g;
+        let mut n = 0;
+        while n < max {
+            let Some(k) = deque.pop_front() else { break };
+            set.remove(&k);
+            out.push(k);
+            n += 1;
+        }
+        n
+    }
+}
+
+// ----- Mutex<(VecDeque, HashMap<Key, u64>)>: the same with values -----
+
+/// `mutex` with values: the deque of pending keys in order and a map from
+/// each to its value, under one lock. (Its own code, not a generic shared
+/// with `MutexQ`: that changed `MutexQ`'s code and instruction counts.)
+pub struct MutexValues {
+    inner: Mutex<(VecDeque<Key>, HashMap<Key, u64, DefaultHashBuilder>)>,
+    capacity: usize,
+}
+
+impl ValueDesign for MutexValues {
+    const NAME: &'static str = "mutex";
+
+    fn with_capacity(capacity: usize) -> Self {
+        MutexValues {
             inner: Mutex::new((
                 VecDeque::with_capacity(capacity),
                 HashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
@@ -402,11 +462,11 @@ impl<V> MutexOf<V> {
             capacity,
         }
     }
-    /// If pending -> its value replaced, coalesced; else if full -> Full;
-    /// else insert + push_back. (Written with one hash per offer: `insert`
-    /// reports a present key, and replaces its value.)
+    /// As `MutexQ`: if pending -> its value replaced, coalesced; else if
+    /// full -> Full; else insert + push_back. One hash per offer: `insert`
+    /// reports a present key, and replaces its value.
     #[inline]
-    fn offer(&self, k: Key, value: V) -> Result<bool, (Key, V)> {
+    fn try_offer_value(&self, k: Key, value: u64) -> Result<bool, (Key, u64)> {
         let mut g = self.inner.lock().unwrap();
         let (deque, map) = &mut *g;
         if deque.len() >= self.capacity {
@@ -425,66 +485,14 @@ impl<V> MutexOf<V> {
             Ok(false)
         }
     }
+    /// Pops the oldest key and removes its entry, which hands over its value.
     #[inline]
-    fn take(&self) -> Option<(Key, V)> {
+    fn try_take_value(&self) -> Option<(Key, u64)> {
         let mut g = self.inner.lock().unwrap();
         let (deque, map) = &mut *g;
         let k = deque.pop_front()?;
         let value = map.remove(&k).expect("a queued key is in the map");
         Some((k, value))
-    }
-}
-
-impl Design for MutexQ {
-    const NAME: &'static str = "mutex";
-    const DEDUPES: bool = true;
-    type Pending = Key;
-    type Out = Key;
-
-    fn with_capacity(capacity: usize) -> Self {
-        MutexOf::new(capacity)
-    }
-    #[inline]
-    fn prepare(key: Key) -> Key {
-        key
-    }
-    #[inline]
-    fn try_offer(&self, k: Key) -> Result<bool, Key> {
-        self.offer(k, ()).map_err(|(k, ())| k)
-    }
-    #[inline]
-    fn try_take(&self) -> Option<Key> {
-        self.take().map(|(k, ())| k)
-    }
-    /// One lock per batch.
-    #[inline]
-    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
-        let mut g = self.inner.lock().unwrap();
-        let (deque, set) = &mut *g;
-        let mut n = 0;
-        while n < max {
-            let Some(k) = deque.pop_front() else { break };
-            set.remove(&k);
-            out.push(k);
-            n += 1;
-        }
-        n
-    }
-}
-
-impl ValueDesign for MutexValues {
-    const NAME: &'static str = "mutex";
-
-    fn with_capacity(capacity: usize) -> Self {
-        MutexOf::new(capacity)
-    }
-    #[inline]
-    fn try_offer_value(&self, k: Key, value: u64) -> Result<bool, (Key, u64)> {
-        self.offer(k, value)
-    }
-    #[inline]
-    fn try_take_value(&self) -> Option<(Key, u64)> {
-        self.take()
     }
 }
 
@@ -568,33 +576,15 @@ impl Design for Ported {
 
 // ----- the original design card: ArrayQueue + DashMap reservations, slot count -----
 
-/// The `dashmap` designs: a ring of the pending keys, a `DashMap` from each
-/// pending key to its value (the reservation), and a count of the claimed
-/// slots. `V = ()` is the design card's (reservations only), `V = u64` the
-/// one with values.
-pub struct DashOf<V> {
+pub struct Dash {
     ring: ArrayQueue<Key>,
-    map: DashMap<Key, V, DefaultHashBuilder>,
+    map: DashMap<Key, (), DefaultHashBuilder>,
     /// Claimed slots: queued, being pushed, or popped and not yet removed.
     slots: AtomicUsize,
     capacity: usize,
 }
 
-/// The `dashmap` column: `ArrayQueue<Key>` + `DashMap<Key, ()>`.
-pub type Dash = DashOf<()>;
-/// The `dashmap` column of the value workloads: `ArrayQueue<Key>` +
-/// `DashMap<Key, u64>`.
-pub type DashValues = DashOf<u64>;
-
-impl<V> DashOf<V> {
-    fn new(capacity: usize) -> Self {
-        DashOf {
-            ring: ArrayQueue::new(capacity),
-            map: DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
-            slots: AtomicUsize::new(0),
-            capacity,
-        }
-    }
+impl Dash {
     /// Claims a slot if fewer than `capacity` are claimed.
     #[inline]
     fn claim(&self) -> bool {
@@ -614,22 +604,115 @@ impl<V> DashOf<V> {
     fn release(&self, n: usize) {
         self.slots.fetch_sub(n, Ordering::Release);
     }
-    /// Claim before reserve: claim a slot, then reserve the key in the map
-    /// (one hash: `entry`); present -> replace its value in place, give the
-    /// slot back, coalesced; absent -> insert, unlock, push. The push cannot
-    /// fail: the claim made room. No slot -> coalesced if pending (as
-    /// `mutex` and the crate; its value replaced), else Full.
+}
+
+impl Design for Dash {
+    const NAME: &'static str = "dashmap";
+    const DEDUPES: bool = true;
+    type Pending = Key;
+    type Out = Key;
+
+    fn with_capacity(capacity: usize) -> Self {
+        Dash {
+            ring: ArrayQueue::new(capacity),
+            map: DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
+            slots: AtomicUsize::new(0),
+            capacity,
+        }
+    }
     #[inline]
-    fn offer(&self, k: Key, value: V) -> Result<bool, (Key, V)> {
+    fn prepare(key: Key) -> Key {
+        key
+    }
+    /// Claim before reserve: claim a slot, then reserve the key in the map
+    /// (one hash: `entry`); present -> give the slot back, coalesced; absent
+    /// -> insert, unlock, push. The push cannot fail: the claim made room.
+    /// No slot -> coalesced if pending (as `mutex` and the crate), else Full.
+    #[inline]
+    fn try_offer(&self, k: Key) -> Result<bool, Key> {
         if !self.claim() {
-            // Without a value to replace (`V = ()`), a read lock does.
-            if core::mem::size_of::<V>() == 0 {
-                return if self.map.contains_key(&k) {
-                    Ok(false)
-                } else {
-                    Err((k, value))
-                };
+            return if self.map.contains_key(&k) {
+                Ok(false)
+            } else {
+                Err(k)
+            };
+        }
+        // The entry guard (the shard's write lock) ends with the match.
+        let new = match self.map.entry(k) {
+            MapEntry::Occupied(_) => false,
+            MapEntry::Vacant(v) => {
+                v.insert(());
+                true
             }
+        };
+        if new {
+            if self.ring.push(k).is_err() {
+                unreachable!("a claimed slot has room in the ring");
+            }
+        } else {
+            self.release(1);
+        }
+        Ok(new)
+    }
+    /// Remove after pop: pop, then remove the reservation, then release.
+    #[inline]
+    fn try_take(&self) -> Option<Key> {
+        let k = self.ring.pop()?;
+        self.map.remove(&k);
+        self.release(1);
+        Some(k)
+    }
+    /// Pops up to `max`, removes each, then releases their slots at once.
+    #[inline]
+    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(k) = self.ring.pop() else { break };
+            self.map.remove(&k);
+            out.push(k);
+            n += 1;
+        }
+        if n > 0 {
+            self.release(n);
+        }
+        n
+    }
+}
+
+// ----- ArrayQueue + DashMap<Key, u64>: the design card with values -----
+
+/// `dashmap` with values: a ring of the pending keys, a `DashMap` from each
+/// to its value, and `Dash`'s slot count. Offers and takes follow `Dash`'s
+/// order; an offer of a pending key replaces its value in place, a take
+/// pops a key and removes its entry, which hands over the value pending at
+/// the removal. The ring and slot count are a `Dash`'s, not a copy.
+pub struct DashValues {
+    /// `Dash`'s ring, slot count and `claim` / `release`; its own map (of
+    /// reservations) stays empty: the values are in `map`.
+    base: Dash,
+    map: DashMap<Key, u64, DefaultHashBuilder>,
+}
+
+impl ValueDesign for DashValues {
+    const NAME: &'static str = "dashmap";
+
+    fn with_capacity(capacity: usize) -> Self {
+        DashValues {
+            // Only its ring and slot count are used; its map stays empty
+            // (capacity 0: its shards hold no buckets).
+            base: Dash {
+                ring: ArrayQueue::new(capacity),
+                map: DashMap::with_hasher(DefaultHashBuilder::default()),
+                slots: AtomicUsize::new(0),
+                capacity,
+            },
+            map: DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default()),
+        }
+    }
+    /// As `Dash::try_offer`, the value replaced where `Dash` coalesces.
+    #[inline]
+    fn try_offer_value(&self, k: Key, value: u64) -> Result<bool, (Key, u64)> {
+        if !self.base.claim() {
             return match self.map.get_mut(&k) {
                 Some(mut pending) => {
                     *pending = value;
@@ -650,76 +733,21 @@ impl<V> DashOf<V> {
             }
         };
         if new {
-            if self.ring.push(k).is_err() {
+            if self.base.ring.push(k).is_err() {
                 unreachable!("a claimed slot has room in the ring");
             }
         } else {
-            self.release(1);
+            self.base.release(1);
         }
         Ok(new)
     }
-    /// Remove after pop: pop, then remove the reservation (which hands over
-    /// the value pending at the removal), then release.
-    #[inline]
-    fn take(&self) -> Option<(Key, V)> {
-        let k = self.ring.pop()?;
-        let (_, value) = self.map.remove(&k).expect("a queued key is in the map");
-        self.release(1);
-        Some((k, value))
-    }
-}
-
-impl Design for Dash {
-    const NAME: &'static str = "dashmap";
-    const DEDUPES: bool = true;
-    type Pending = Key;
-    type Out = Key;
-
-    fn with_capacity(capacity: usize) -> Self {
-        DashOf::new(capacity)
-    }
-    #[inline]
-    fn prepare(key: Key) -> Key {
-        key
-    }
-    #[inline]
-    fn try_offer(&self, k: Key) -> Result<bool, Key> {
-        self.offer(k, ()).map_err(|(k, ())| k)
-    }
-    #[inline]
-    fn try_take(&self) -> Option<Key> {
-        self.take().map(|(k, ())| k)
-    }
-    /// Pops up to `max`, removes each, then releases their slots at once.
-    #[inline]
-    fn take_batch(&self, out: &mut Vec<Key>, max: usize) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(k) = self.ring.pop() else { break };
-            self.map.remove(&k);
-            out.push(k);
-            n += 1;
-        }
-        if n > 0 {
-            self.release(n);
-        }
-        n
-    }
-}
-
-impl ValueDesign for DashValues {
-    const NAME: &'static str = "dashmap";
-
-    fn with_capacity(capacity: usize) -> Self {
-        DashOf::new(capacity)
-    }
-    #[inline]
-    fn try_offer_value(&self, k: Key, value: u64) -> Result<bool, (Key, u64)> {
-        self.offer(k, value)
-    }
+    /// As `Dash::try_take`: pop, remove (taking the value), release.
     #[inline]
     fn try_take_value(&self) -> Option<(Key, u64)> {
-        self.take()
+        let k = self.base.ring.pop()?;
+        let (_, value) = self.map.remove(&k).expect("a queued key is in the map");
+        self.base.release(1);
+        Some((k, value))
     }
 }
 
