@@ -14,17 +14,22 @@
 //! once, in producer order for each consumer (plain takes).
 //!
 //! Every test runs on both key stores: it is instantiated once per store,
-//! in the modules `general` and `compact` (see `for_each_store!`).
+//! in the modules `general` and `compact` (see `for_each_store!`). The
+//! valued test (`stress_valued`: `(key, stamp)` keys merged by max, a
+//! flaky leasing sender; the newest stamp of every key is acked last, and
+//! no key's acked stamps go back) runs on both valued stores, in
+//! `valued_general` and `valued_compact` (see `for_each_valued_store!`).
 
 mod common;
 
 use coalescing_queue::{
     Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore,
-    OfferTimeoutError, Offered, TryOfferError, TryTakeError,
+    OfferTimeoutError, Offered, TryOfferError, TryTakeError, Valued,
 };
 use common::Watchdog;
 use futures_lite::future::block_on;
 use std::any::type_name;
+use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::thread;
@@ -197,7 +202,10 @@ fn check_items(expected: &Offers, delivered: Vec<V>) {
     }
 }
 
-fn check_g3_g6<S: Store>(q: &Q<S>, capacity: usize) {
+fn check_g3_g6<Key: PartialEq + Debug, S: KeyStore<Key>>(
+    q: &CoalescingQueue<Key, V, S>,
+    capacity: usize,
+) {
     assert_eq!(q.try_take(), Err(TryTakeError::Closed));
     assert_eq!(q.len(), 0);
     assert_eq!(q.in_flight(), 0);
@@ -640,6 +648,206 @@ where
     );
 }
 
+// ----- values: the newest stamp wins -----
+
+/// A valued key: (key, stamp).
+type Stamped = (K, u64);
+/// The valued tests' merge: the newest stamp wins.
+type Newest = fn(&mut u64, u64);
+/// The queue of stamped keys on valued store `Valued<S>`.
+type VQ<S> = CoalescingQueue<Stamped, V, Valued<S, Newest>>;
+
+fn newest(pending: &mut u64, newer: u64) {
+    *pending = (*pending).max(newer);
+}
+
+/// Few keys, so that offers coalesce into queued and into leased copies.
+const VALUED_KEYS: usize = 16;
+
+/// One key's stamps, under its lock: the last one handed out, and the
+/// last one whose offer returned `Ok` (0: none).
+#[derive(Default)]
+struct KeyStamps {
+    last: u64,
+    accepted: u64,
+}
+
+/// Offers stamped keys until `deadline`, each stamp larger than the last
+/// of its key, stamped and offered under the key's lock. Several producers
+/// offer each key, but one at a time: an offer whose stamp was taken
+/// earlier may not land after a newer one (that would be a stale value by
+/// the test's own doing: the queue merges what is still pending, and a
+/// value offered while a newer one is out is delivered after it). Producer
+/// 0 blocks, producer 1 never waits, producer 2 waits with a timeout or
+/// asynchronously.
+fn produce_valued<S>(q: &VQ<S>, stamps: &[Mutex<KeyStamps>], id: usize, deadline: Instant)
+where
+    Valued<S, Newest>: KeyStore<Stamped>,
+{
+    let mut rng = Rng::new(id as u64 + 71);
+    while Instant::now() < deadline {
+        let key = rng.below(VALUED_KEYS as u64) as K;
+        let mut stamps = stamps[key as usize].lock().unwrap();
+        stamps.last += 1;
+        let offer = (key, stamps.last);
+        let accepted = match id {
+            0 => q.offer_key(offer).map_err(|e| e.into_inner()),
+            1 => match q.try_offer_key(offer) {
+                Err(TryOfferError::Full(_)) => {
+                    drop(stamps);
+                    thread::yield_now();
+                    continue;
+                }
+                other => other.map_err(TryOfferError::into_inner),
+            },
+            _ if rng.below(2) == 0 => match q.offer_key_timeout(offer, Duration::from_millis(1)) {
+                Err(OfferTimeoutError::Timeout(_)) => continue,
+                other => other.map_err(OfferTimeoutError::into_inner),
+            },
+            _ => block_on(q.offer_key_async(offer)).map_err(|e| e.into_inner()),
+        };
+        accepted.expect("the queue is not closed while producers run");
+        stamps.accepted = offer.1;
+    }
+}
+
+/// What the one consumer of `stress_valued` saw.
+#[derive(Default)]
+struct Sent {
+    /// Per key: the stamp of its last acked delivery (0: none yet).
+    acked: Vec<u64>,
+    acked_entries: u64,
+    nacked_entries: u64,
+}
+
+impl Sent {
+    /// A delivery: none may be older than what was acked for its key.
+    fn leased(&self, entry: &Entry<Stamped, V>) {
+        let Entry::Key((key, stamp)) = *entry else {
+            unreachable!("no items are offered")
+        };
+        let acked = self.acked[key as usize];
+        assert!(
+            stamp > acked,
+            "key {key}: stamp {stamp} delivered after {acked} was acked (a stale value)"
+        );
+    }
+
+    /// Called before the ack of `entry`: acked stamps only go up.
+    fn acking(&mut self, entry: &Entry<Stamped, V>) {
+        self.leased(entry);
+        if let Entry::Key((key, stamp)) = *entry {
+            self.acked[key as usize] = stamp;
+        }
+        self.acked_entries += 1;
+    }
+}
+
+/// One consumer leases batches from a flaky sender (some dropped, some
+/// nacked, some split and half acked); at the end every key's last acked
+/// stamp is the newest accepted for it, and nothing is left (G6).
+fn stress_valued<S>(capacity: usize)
+where
+    S: Default,
+    Valued<S>: KeyStore<Stamped>,
+    Valued<S, Newest>: KeyStore<Stamped>,
+    VQ<S>: Sync,
+{
+    let _watchdog = Watchdog::new(duration() + Duration::from_secs(120), "stress_valued");
+    let q: VQ<S> = Builder::<Stamped, V, Valued<S>>::new()
+        .capacity(capacity)
+        .merge(newest as Newest)
+        .build();
+    let stamps: Vec<Mutex<KeyStamps>> = (0..VALUED_KEYS).map(|_| Mutex::default()).collect();
+    let deadline = Instant::now() + duration();
+
+    let sent = thread::scope(|s| {
+        let q = &q;
+        let consumer = s.spawn(move || {
+            let mut rng = Rng::new(4242);
+            let mut sent = Sent {
+                acked: vec![0; VALUED_KEYS],
+                ..Sent::default()
+            };
+            loop {
+                let batch = q.take_batch_leased(8, Duration::from_millis(1));
+                if batch.is_empty() {
+                    break sent;
+                }
+                for entry in &batch {
+                    sent.leased(entry);
+                }
+                match rng.below(10) {
+                    // The sender forgot the batch: dropped without a call.
+                    0 => {
+                        sent.nacked_entries += batch.len() as u64;
+                        drop(batch);
+                    }
+                    // The send failed: nack the whole batch.
+                    1 | 2 => {
+                        sent.nacked_entries += batch.len() as u64;
+                        batch.nack();
+                    }
+                    // Per-entry results: some went out, some did not.
+                    3 => {
+                        for (i, lease) in batch.into_leases().into_iter().enumerate() {
+                            if i % 2 == 0 {
+                                sent.acking(&lease);
+                                lease.ack();
+                            } else {
+                                sent.nacked_entries += 1;
+                                lease.nack();
+                            }
+                        }
+                    }
+                    _ => {
+                        for entry in &batch {
+                            sent.acking(entry);
+                        }
+                        batch.ack();
+                    }
+                }
+            }
+        });
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|id| {
+                let stamps = &stamps;
+                s.spawn(move || produce_valued(q, stamps, id, deadline))
+            })
+            .collect();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        assert!(q.close());
+        consumer.join().unwrap()
+    });
+
+    let mut accepted_keys = 0;
+    for (key, stamps) in stamps.iter().enumerate() {
+        let accepted = stamps.lock().unwrap().accepted;
+        let acked = sent.acked[key];
+        assert_eq!(
+            acked, accepted,
+            "key {key}: last acked stamp {acked}, newest accepted {accepted} (a newest value lost)"
+        );
+        accepted_keys += usize::from(accepted > 0);
+    }
+    let stats = q.stats();
+    assert_eq!(stats.acked, sent.acked_entries);
+    assert_eq!(stats.nacked, sent.nacked_entries);
+    assert_eq!(stats.taken, stats.acked + stats.nacked);
+    check_g3_g6(&q, capacity);
+    assert!(accepted_keys > 0, "the producers did nothing");
+    assert!(
+        stats.coalesced_in_flight > 0 && stats.nacked > 0,
+        "no value arrived while leased, or nothing was nacked: {stats:?}"
+    );
+    eprintln!(
+        "valued, {}, capacity {capacity}: {stats:?}",
+        type_name::<S>()
+    );
+}
+
 // ----- the tests, once per key store -----
 
 /// Instantiates every stress test once per key store, each in a module
@@ -686,3 +894,22 @@ macro_rules! for_each_store {
 }
 
 for_each_store!(general: DefaultHashBuilder, compact: Compact);
+
+/// Instantiates the valued stress test once per valued store, each in a
+/// module named after its store, with `S` the store of the identities.
+macro_rules! for_each_valued_store {
+    ($($store:ident: $s:ty),+ $(,)?) => {$(
+        mod $store {
+            use super::*;
+
+            type S = $s;
+
+            #[test]
+            fn stress_valued_newest_wins_flaky_sender_capacity_8() {
+                stress_valued::<S>(8);
+            }
+        }
+    )+};
+}
+
+for_each_valued_store!(valued_general: DefaultHashBuilder, valued_compact: Compact);

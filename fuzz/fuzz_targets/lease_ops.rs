@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((capacity, policy, keys, ops)) = fuzz_model::lease_weighted(data) {
-        fuzz_model::run(capacity, policy, keys, &ops);
+    if let Ok((capacity, policy, keys, merges, ops)) = fuzz_model::lease_weighted(data) {
+        fuzz_model::run(capacity, policy, keys, merges, &ops);
     }
 });

@@ -8,8 +8,13 @@
 //! `is_pending` of every key, `pending_keys`, `claimed_slots`, `stats()`).
 //! At the end it acks every lease still held, drains the queue and checks
 //! G6: no key is left pending and no slot is left claimed. Each input is
-//! replayed twice, once per key store: `S` the default `BuildHasher` (the
-//! general store), then `Compact` (the compact store).
+//! replayed four times, once per key store: `S` the default `BuildHasher`
+//! (the general store), then `Compact` (the compact store), then the valued
+//! stores `Valued<DefaultHashBuilder>` and `Valued<Compact>`, whose keys are
+//! `(u8, u32)` pairs: the n-th key offer of a replay carries the value `n`,
+//! merged by `Latest` on one valued store and by a wrapping add on the
+//! other ([`Merges`], from the input), and every delivered value is
+//! compared with the model's.
 //!
 //! Every operation used is one that cannot block given the model's state:
 //! the blocking forms (`offer_key`, `take`, `take_batch`) are only called
@@ -20,12 +25,12 @@
 use arbitrary::{Arbitrary, Unstructured};
 use coalescing_queue::{
     Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
-    LeaseBatch, OfferTimeoutError, Offered, TakeTimeoutError, TryOfferError, TryTakeError,
+    LeaseBatch, OfferTimeoutError, Offered, TakeTimeoutError, TryOfferError, TryTakeError, Valued,
 };
 
 #[path = "../../tests/reference/mod.rs"]
 mod reference;
-use reference::Counts;
+use reference::{wrapping_add, Counts, RunKey, WithValue};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -88,7 +93,8 @@ pub enum Op {
 /// A whole fuzz input for `queue_ops`: the queue's shape, then the ops.
 #[derive(Arbitrary, Debug)]
 pub struct Input {
-    /// Capacity is `1 + capacity % 8`.
+    /// Capacity is `1 + capacity % 8`; bit 3 picks the valued replays'
+    /// merges ([`Merges::of`]).
     pub capacity: u8,
     /// `InFlightPolicy::Absorb` when set, else `Requeue`.
     pub drop_policy: bool,
@@ -96,12 +102,36 @@ pub struct Input {
     pub ops: Vec<Op>,
 }
 
+/// Which merge each valued replay uses: `Latest` on one valued store, the
+/// wrapping add on the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merges {
+    /// `Latest` on `Valued<DefaultHashBuilder>`, the add on `Valued<Compact>`.
+    LatestOnGeneral,
+    /// The add on `Valued<DefaultHashBuilder>`, `Latest` on `Valued<Compact>`.
+    AddOnGeneral,
+}
+
+impl Merges {
+    /// From bit 3 of an input's capacity byte (the capacity takes bits 0-2).
+    pub fn of(capacity_byte: u8) -> Self {
+        if capacity_byte & 8 == 0 {
+            Merges::LatestOnGeneral
+        } else {
+            Merges::AddOnGeneral
+        }
+    }
+}
+
 /// Decodes an input for `lease_ops`: the same shape, but the ops are drawn
 /// with weights that favour leases (take leased, ack, nack, drop, re-offers
 /// of leased keys), a key space of 4 and a close only rarely.
-pub fn lease_weighted(data: &[u8]) -> arbitrary::Result<(usize, InFlightPolicy, u8, Vec<Op>)> {
+pub fn lease_weighted(
+    data: &[u8],
+) -> arbitrary::Result<(usize, InFlightPolicy, u8, Merges, Vec<Op>)> {
     let mut u = Unstructured::new(data);
-    let capacity = 1 + usize::from(u.arbitrary::<u8>()? % 8);
+    let capacity_byte = u.arbitrary::<u8>()?;
+    let capacity = 1 + usize::from(capacity_byte % 8);
     let policy = policy_of(u.arbitrary::<bool>()?);
     let mut ops = Vec::new();
     while !u.is_empty() && ops.len() < 512 {
@@ -146,7 +176,7 @@ pub fn lease_weighted(data: &[u8]) -> arbitrary::Result<(usize, InFlightPolicy, 
         };
         ops.push(op);
     }
-    Ok((capacity, policy, 4, ops))
+    Ok((capacity, policy, 4, Merges::of(capacity_byte), ops))
 }
 
 /// The policy a flag stands for.
@@ -161,25 +191,35 @@ pub fn policy_of(drop_policy: bool) -> InFlightPolicy {
 /// Runs a `queue_ops` input.
 pub fn run_input(input: &Input) {
     let capacity = 1 + usize::from(input.capacity % 8);
-    run(capacity, policy_of(input.drop_policy), KEYS, &input.ops);
+    let merges = Merges::of(input.capacity);
+    run(
+        capacity,
+        policy_of(input.drop_policy),
+        KEYS,
+        merges,
+        &input.ops,
+    );
 }
 
-type E = Entry<u8, u32>;
-
 /// The shared reference model (the proptest's too), on this harness's
-/// key and item types.
-type Model = reference::Model<u8, u32>;
+/// key and item types: keys `u8` or `(u8, u32)`, items `u32`.
+type Model<Key> = reference::Model<Key, u32, <Key as RunKey>::Carry>;
 
-/// The harness: the queue (on key store `S`), the model, the leases held
-/// and a trace for failure messages.
-struct Harness<'q, S: KeyStore<u8>> {
-    q: &'q CoalescingQueue<u8, u32, S>,
-    m: Model,
+/// An entry of a harness's queue.
+type E<Key> = Entry<Key, u32>;
+
+/// The harness: the queue (keys `Key`, on key store `S`), the model, the
+/// leases held and a trace for failure messages.
+struct Harness<'q, Key: RunKey, S: KeyStore<Key>> {
+    q: &'q CoalescingQueue<Key, u32, S>,
+    m: Model<Key>,
     key_space: u8,
     /// Leases held, with the entry the model says each holds.
-    held: Vec<(Lease<'q, u8, u32, S>, E)>,
+    held: Vec<(Lease<'q, Key, u32, S>, E<Key>)>,
     /// The last item number handed out: items are 1, 2, 3, ...
     next_item: u32,
+    /// The number of the last key offer: a valued key's value.
+    key_offers: u32,
     trace: String,
 }
 
@@ -204,20 +244,23 @@ macro_rules! check_eq {
     }};
 }
 
-impl<'q, S: KeyStore<u8>> Harness<'q, S> {
+impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
     fn note(&mut self, line: impl std::fmt::Display) {
         let _ = writeln!(self.trace, "  {line}");
     }
 
-    fn key(&self, raw: u8) -> u8 {
-        raw % self.key_space
+    /// The key of the next key offer: identity `raw` modulo the key space,
+    /// and (a valued key) the offer's number as its value.
+    fn key(&mut self, raw: u8) -> Key {
+        self.key_offers = self.key_offers.wrapping_add(1);
+        Key::make(raw % self.key_space, self.key_offers)
     }
 
     /// Compares an offer's result, `(is_full, value handed back)` for an
     /// error, with the model's.
-    fn offer_key_result(&mut self, key: u8, result: Result<Offered, (bool, u8)>, what: &str) {
+    fn offer_key_result(&mut self, key: Key, result: Result<Offered, (bool, Key)>, what: &str) {
         let expected = self.m.offer_key(key).map_err(try_offer_parts);
-        check_eq!(self, result, expected, format!("{what}({key})"));
+        check_eq!(self, result, expected, format!("{what}({key:?})"));
     }
 
     fn offer_item_result(&mut self, item: u32, result: Result<(), (bool, u32)>, what: &str) {
@@ -230,7 +273,7 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         self.next_item
     }
 
-    fn take_result(&mut self, got: Result<E, TryTakeError>, leased: bool, what: &str) {
+    fn take_result(&mut self, got: Result<E<Key>, TryTakeError>, leased: bool, what: &str) {
         let want = self.m.take(leased);
         check_eq!(self, got, want, what);
     }
@@ -255,7 +298,7 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         match op {
             Op::OfferKey(raw) => {
                 let key = self.key(raw);
-                self.note(format_args!("try_offer_key({key})"));
+                self.note(format_args!("try_offer_key({key:?})"));
                 let result = q.try_offer_key(key).map_err(try_offer_parts);
                 self.offer_key_result(key, result, "try_offer_key");
             }
@@ -264,13 +307,13 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
                 if !self.m.offer_key_ready(key) {
                     return;
                 }
-                self.note(format_args!("offer_key({key})"));
+                self.note(format_args!("offer_key({key:?})"));
                 let result = q.offer_key(key).map_err(|e| (false, e.into_inner()));
                 self.offer_key_result(key, result, "offer_key");
             }
             Op::OfferKeyTimeout(raw) => {
                 let key = self.key(raw);
-                self.note(format_args!("offer_key_timeout({key}, 0)"));
+                self.note(format_args!("offer_key_timeout({key:?}, 0)"));
                 let result = q
                     .offer_key_timeout(key, Duration::ZERO)
                     .map_err(timeout_offer_parts);
@@ -366,7 +409,7 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
                     &want[..],
                     "take_batch_leased's entries"
                 );
-                let iterated: Vec<E> = batch.iter().copied().collect();
+                let iterated: Vec<E<Key>> = batch.iter().copied().collect();
                 check_eq!(self, &iterated, &want, "LeaseBatch::iter");
                 self.end_batch(batch, want, end);
             }
@@ -400,7 +443,7 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         self.end_held(raw, how);
     }
 
-    fn hold(&mut self, got: Result<Lease<'q, u8, u32, S>, TryTakeError>, what: &str) {
+    fn hold(&mut self, got: Result<Lease<'q, Key, u32, S>, TryTakeError>, what: &str) {
         let want = self.m.take(true);
         match (got, want) {
             (Ok(lease), Ok(entry)) => {
@@ -418,7 +461,12 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         }
     }
 
-    fn end_batch(&mut self, batch: LeaseBatch<'q, u8, u32, S>, entries: Vec<E>, end: BatchEnd) {
+    fn end_batch(
+        &mut self,
+        batch: LeaseBatch<'q, Key, u32, S>,
+        entries: Vec<E<Key>>,
+        end: BatchEnd,
+    ) {
         match end {
             BatchEnd::Ack => {
                 batch.ack();
@@ -470,9 +518,10 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
         );
         check_eq!(self, q.pending_keys(), m.keys.len(), "pending_keys()");
         for key in 0..self.key_space {
+            // A valued key's `is_pending` looks at the identity alone.
             check_eq!(
                 self,
-                q.is_pending(&key),
+                q.is_pending(&Key::make(key, 0)),
                 m.keys.contains_key(&key),
                 format!("is_pending({key})")
             );
@@ -567,8 +616,9 @@ impl<'q, S: KeyStore<u8>> Harness<'q, S> {
             "take_batch_leased after all is not empty"
         );
         drop(batch);
-        let result = self.q.try_offer_key(0).map_err(try_offer_parts);
-        self.offer_key_result(0, result, "try_offer_key after all");
+        let key = self.key(0);
+        let result = self.q.try_offer_key(key).map_err(try_offer_parts);
+        self.offer_key_result(key, result, "try_offer_key after all");
         self.check_state();
     }
 }
@@ -593,32 +643,65 @@ fn timeout_take_error(error: TakeTimeoutError) -> TryTakeError {
 }
 
 /// Replays `ops` on a queue of `capacity` with `policy`, keys taken modulo
-/// `key_space`, against the model: once on the general key store, then
-/// once on the compact one. Panics on the first difference, with the store
-/// and the trace of the operations applied so far.
-pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, ops: &[Op]) {
-    run_on::<DefaultHashBuilder>("general", capacity, policy, key_space, ops);
-    run_on::<Compact>("compact", capacity, policy, key_space, ops);
-}
-
-/// One replay of `run`, on key store `S` (named `store` in the trace).
-fn run_on<S: KeyStore<u8> + Default>(
-    store: &str,
-    capacity: usize,
-    policy: InFlightPolicy,
-    key_space: u8,
-    ops: &[Op],
-) {
-    let q = Builder::<u8, u32, S>::new()
+/// `key_space`, against the model: on the general key store, on the
+/// compact one, then on the valued stores (general and compact, merged as
+/// `merges` says). Panics on the first difference, with the store and the
+/// trace of the operations applied so far.
+pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, merges: Merges, ops: &[Op]) {
+    let plain = || Model::<u8>::new(capacity, policy);
+    let q = Builder::<u8, u32, DefaultHashBuilder>::new()
         .capacity(capacity)
         .in_flight_policy(policy)
         .build();
+    run_on("general", &q, plain(), key_space, ops);
+    let q = Builder::<u8, u32, Compact>::new()
+        .capacity(capacity)
+        .in_flight_policy(policy)
+        .build();
+    run_on("compact", &q, plain(), key_space, ops);
+
+    let general = Builder::<(u8, u32), u32, Valued>::new()
+        .capacity(capacity)
+        .in_flight_policy(policy);
+    let compact = Builder::<(u8, u32), u32, Valued<Compact>>::new()
+        .capacity(capacity)
+        .in_flight_policy(policy);
+    let add = wrapping_add as fn(&mut u32, u32);
+    let latest = || Model::<(u8, u32)>::with_carry(capacity, policy, WithValue::latest());
+    let adding = || Model::<(u8, u32)>::with_carry(capacity, policy, WithValue(add));
+    match merges {
+        Merges::LatestOnGeneral => {
+            let store = "valued general, Latest";
+            run_on(store, &general.build(), latest(), key_space, ops);
+            let store = "valued compact, wrapping add";
+            run_on(store, &compact.merge(add).build(), adding(), key_space, ops);
+        }
+        Merges::AddOnGeneral => {
+            let store = "valued general, wrapping add";
+            run_on(store, &general.merge(add).build(), adding(), key_space, ops);
+            let store = "valued compact, Latest";
+            run_on(store, &compact.build(), latest(), key_space, ops);
+        }
+    }
+}
+
+/// One replay of `run`, on `q` (on the store named `store` in the trace)
+/// against `m`, a new model of it.
+fn run_on<Key: RunKey, S: KeyStore<Key>>(
+    store: &str,
+    q: &CoalescingQueue<Key, u32, S>,
+    m: Model<Key>,
+    key_space: u8,
+    ops: &[Op],
+) {
+    let (capacity, policy) = (m.capacity, m.policy);
     let mut h = Harness {
-        q: &q,
-        m: Model::new(capacity, policy),
+        q,
+        m,
         key_space: key_space.max(1),
         held: Vec::new(),
         next_item: 0,
+        key_offers: 0,
         trace: format!("queue: {store} store, capacity {capacity}, {policy:?}; ops applied:\n"),
     };
     check_eq!(h, q.in_flight_policy(), policy, "in_flight_policy()");
