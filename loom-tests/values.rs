@@ -278,3 +278,31 @@ fn merge_vs_nack_of_a_dirty_key() {
         check_no_leak(&q);
     });
 }
+
+/// Key 1 (value 1) is leased; a merge of 2 (the lease's first arrival,
+/// validated by E4's CAS alone) races with the clean ack and with key 2
+/// (value 8) offered after it, which reuses the emptied entry: the merge
+/// lands in key 1's lease (dirty, queued by the ack) or queues key 1 anew,
+/// never in key 2's value.
+#[test]
+fn first_arrival_vs_ack_and_reuse() {
+    model("values::first_arrival_vs_ack_and_reuse", |capacity| {
+        let q = queue(capacity);
+        let delivered = Delivered::default();
+        offer(&q, 1, 1);
+        let lease = q.try_take_leased().expect("key 1 is queued");
+        delivered.record(&lease);
+        let merger = {
+            let q = q.clone();
+            // At capacity 1 the slot may be key 2's by then.
+            thread::spawn(move || q.try_offer_key((1, (2, 2))).is_ok())
+        };
+        lease.ack();
+        let reused = q.try_offer_key((2, (8, 8))).is_ok();
+        let merged = merger.join().unwrap();
+        delivered.drain(&q);
+        delivered.check_sum(1, 1 + 2 * u64::from(merged));
+        delivered.check_sum(2, 8 * u64::from(reused));
+        check_no_leak(&q);
+    });
+}

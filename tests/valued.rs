@@ -64,6 +64,7 @@ both_stores!(
     a_merge_that_panics_in_a_nack_still_requeues,
     threads_merging_lose_no_value,
     async_and_owned_takes_deliver_values,
+    a_lease_dropped_by_a_panic_with_a_panicking_merge_does_not_abort,
 );
 
 fn latest_wins_by_default<S>()
@@ -376,4 +377,31 @@ where
     .join()
     .unwrap();
     assert_eq!(q.try_take(), Ok(Entry::Key((2, 5))));
+}
+
+/// A worker panics while it holds a lease on a key that had a value
+/// arrive (dirty): the lease's drop nacks, and the nack's merge panics too.
+/// That second panic is caught and not resumed during the unwinding (which
+/// would abort): the worker's panic goes on, and the key is queued again.
+fn a_lease_dropped_by_a_panic_with_a_panicking_merge_does_not_abort<S>()
+where
+    S: Default,
+    Valued<S>: KeyStore<Key>,
+    Valued<S, Fragile>: KeyStore<Key>,
+{
+    let panic = Arc::new(AtomicBool::new(false));
+    let q = queue::<S, Fragile>(8, Fragile(panic.clone()), InFlightPolicy::Requeue);
+    q.try_offer_key((1, 1)).unwrap();
+    let worker = catch_unwind(AssertUnwindSafe(|| {
+        let _lease = q.try_take_leased().unwrap();
+        q.try_offer_key((1, 2)).unwrap(); // the first arrival: no merge
+        panic.store(true, Ordering::Relaxed);
+        panic!("the worker failed");
+    }));
+    panic.store(false, Ordering::Relaxed);
+    let message = worker.unwrap_err();
+    assert_eq!(message.downcast_ref::<&str>(), Some(&"the worker failed"));
+    assert_eq!(q.in_flight(), 0, "the dropped lease was not nacked");
+    assert!(matches!(q.try_take(), Ok(Entry::Key((1, _)))));
+    assert_eq!(q.claimed_slots(), 0);
 }

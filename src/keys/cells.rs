@@ -103,8 +103,8 @@ pub trait Cells<K> {
         entry: EntryWord<'_>,
         requeue: bool,
     ) -> Merged<K> {
-        let _ = (index, probe, entry, requeue);
-        Merged::Moved(key)
+        let _ = (index, key, probe, entry, requeue);
+        unreachable!("merge is called only for a VALUED store")
     }
 
     /// A nack of the leased entry `index` (`leased`: the lease's copy):

@@ -425,15 +425,21 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
             // after it found the key absent.
             Some(bit) => bit,
             None => {
-                let bit = self.lock_home(home);
+                let mut bit = self.lock_home(home);
                 loop {
                     match self.lookup_locked(&key, &probe, home, tag) {
                         Some(_) if closed() => return Offer::Refused(key, ClaimError::Closed),
                         Some((index, found)) if C::VALUED => {
+                            // The merge runs user code: not under the bit. A
+                            // pending key needs no T1 protection; if it left
+                            // meanwhile, the bit is taken again and the key
+                            // looked up anew.
+                            drop(bit);
                             match self.merge(index, found, key, &probe, requeue) {
                                 Ok(in_flight) => return Offer::Coalesced { in_flight },
                                 Err(back) => key = back,
                             }
+                            bit = self.lock_home(home);
                         }
                         Some((index, found)) => {
                             if let Some(in_flight) = self.absorb(index, found, requeue) {

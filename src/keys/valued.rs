@@ -24,8 +24,14 @@ use core::hash::{BuildHasher, Hash};
 /// is run again if another writer changed that value first (as
 /// `AtomicU64::fetch_update` runs its closure), so it may run more than once
 /// per offer; exactly one result is kept. On the general store it runs once,
-/// with the entry's lock held (as `K::eq` does), and so does the drop of a
-/// value it replaces: neither may offer that key into the same queue.
+/// with the entry's lock held (as `K::eq` does), and so do the drop of a
+/// value it replaces (also under [`Latest`]) and, in a nack, the `Clone` of
+/// the leased value: none of them may offer into the same queue (an offer
+/// whose lookup passes that entry would wait for its lock for ever).
+///
+/// A take of a compact key copies its value and commits only if no merge
+/// wrote since: a key merged into without pause can make its taker try
+/// again (lock-free, not wait-free, for that taker).
 ///
 /// A merge that panics in an offer leaves the queue as it was (the general
 /// store: with what the merge did to the value before it panicked). One that

@@ -226,11 +226,6 @@ where
     }
 }
 
-/// The bytes a queue of `capacity` allocates at build, at least: a ring
-/// slot per unit of capacity (an `Entry<u32, V>` and the ring's stamp
-/// word, as `crossbeam_queue::ArrayQueue` lays them out), and per key
-/// table entry its control word and at least one word of key (a packed
-/// word, or a `Mutex<Option<K>>`). Saturates instead of overflowing.
 impl<K, P, V, S, M> Builder<(K, P), V, Valued<S, M>>
 where
     Valued<S, M>: KeyStore<(K, P)>,
@@ -265,6 +260,11 @@ where
     }
 }
 
+/// The bytes a queue of `capacity` allocates at build, at least: a ring
+/// slot per unit of capacity (an `Entry<u32, V>` and the ring's stamp
+/// word, as `crossbeam_queue::ArrayQueue` lays them out), and per key
+/// table entry its control word and at least one word of key (a packed
+/// word, or a `Mutex<Option<K>>`). Saturates instead of overflowing.
 fn bytes_for<V>(capacity: usize) -> usize {
     let slot = core::mem::size_of::<(usize, Entry<u32, V>)>();
     let entry = 2 * core::mem::size_of::<u64>();

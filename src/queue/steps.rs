@@ -310,7 +310,11 @@ where
         });
         self.finish_lease(requeue);
         if let Some(panic) = merge_panic {
-            std::panic::resume_unwind(panic);
+            // A nack made by a lease's drop while its thread unwinds: a
+            // second panic there would abort. The first one goes on.
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 

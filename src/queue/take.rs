@@ -156,10 +156,10 @@ where
     /// queued and returns, and a close that comes while it lingers (with
     /// any `linger`, `Duration::MAX` included) ends the linger at once.
     ///
-    /// Each gathering step takes at most the entries queued when it began
-    /// and frees their slots when it ends, so entries offered while it
-    /// takes wait for the next step (or batch) and never find the queue
-    /// full because of slots the batch is about to free.
+    /// A gathering step frees the slots of what it took when it ends, and
+    /// takes at most as many entries as were claimed and not in flight
+    /// when it began: it never holds more slots than were then queued (or
+    /// on their way in), so offers of new keys find the rest free.
     ///
     /// # Panics
     ///
