@@ -225,17 +225,9 @@ where
     assert_contains(buffer, &[]);
 }
 
-/// One `#[test]` per store for each generic test function below.
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod compact {
-            $( #[test] fn $name() { super::$name::<coalescing_queue::Compact>(); } )*
-        }
-        mod general {
-            $( #[test] fn $name() { super::$name::<coalescing_queue::DefaultHashBuilder>(); } )*
-        }
-    };
-}
+#[path = "common/both_stores.rs"]
+#[macro_use]
+mod both_stores;
 
 both_stores!(
     should_keep_the_exact_capacity,

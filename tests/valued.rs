@@ -40,16 +40,9 @@ where
         .build()
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod compact {
-            $( #[test] fn $name() { super::$name::<coalescing_queue::Compact>(); } )*
-        }
-        mod general {
-            $( #[test] fn $name() { super::$name::<coalescing_queue::DefaultHashBuilder>(); } )*
-        }
-    };
-}
+#[path = "common/both_stores.rs"]
+#[macro_use]
+mod both_stores;
 
 both_stores!(
     latest_wins_by_default,

@@ -100,9 +100,9 @@ enum Lookup {
 pub(crate) enum Ended<K> {
     /// The entry is queued again: push this index.
     Requeue(u32),
-    /// As `Requeue`, but the user's merge panicked during the nack (the
-    /// value queued is what arrived): push, finish the nack, then resume
-    /// the panic.
+    /// As `Requeue`, but the user's merge panicked during a valued nack
+    /// (what is queued: `valued_cells.rs`, `requeue_then`): push, finish
+    /// the nack, then resume the panic.
     RequeuedPanicked(u32, Panic),
     /// The key left the table; the general store hands its stored copy back,
     /// to be dropped by the caller outside the table.
@@ -647,8 +647,9 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
 
     /// Ends a lease on the entry `index` (E5, E6): `ack` removes the key
     /// unless it is dirty (then it is queued again); a nack queues it again.
-    /// No user code runs here: the general store hands its copy back to be
-    /// dropped outside.
+    /// No user code runs here, but for a valued nack's merge (caught, and
+    /// handed back in `RequeuedPanicked`): the general store hands its copy
+    /// back to be dropped outside.
     pub(crate) fn end_lease(&self, index: u32, ack: bool, leased_key: &K) -> Ended<K> {
         let index = index as usize;
         let word = self.control(index);
