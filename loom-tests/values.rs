@@ -306,3 +306,34 @@ fn first_arrival_vs_ack_and_reuse() {
         check_no_leak(&q);
     });
 }
+
+/// Two offers of one new key, with values 1 and 2, at once: one inserts;
+/// the other found it absent without the insert bit, finds it under the bit
+/// (the insert word moved), and merges into it after letting go of the bit
+/// (no user code under it). One entry, and both values delivered.
+#[test]
+fn same_new_key_twice() {
+    model("values::same_new_key_twice", |capacity| {
+        let q = queue(capacity);
+        let delivered = Delivered::default();
+        let offers: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|value| {
+                let q = q.clone();
+                thread::spawn(move || q.try_offer_key((1, (value, value))).unwrap())
+            })
+            .collect();
+        let outcomes: Vec<_> = offers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == coalescing_queue::Offered::Enqueued)
+                .count(),
+            1,
+            "key 1 inserted twice: {outcomes:?}"
+        );
+        delivered.drain(&q);
+        delivered.check_sum(1, 3);
+        check_no_leak(&q);
+    });
+}
