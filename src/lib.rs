@@ -479,6 +479,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod backoff;
 mod entry;
 mod error;
 mod gate;
@@ -492,6 +493,7 @@ mod stream;
 mod sync;
 mod wait;
 
+pub use backoff::Backoff;
 pub use entry::{Entry, Offered};
 pub use error::{
     BuildError, OfferError, OfferTimeoutError, TakeError, TakeTimeoutError, TryOfferError,

@@ -34,6 +34,9 @@ pub(crate) enum Step<T, R> {
     DoneUnused(R),
     /// Not yet; the value is handed back for the next attempt.
     Retry(T),
+    /// Not yet, and something may change by itself at this instant (a
+    /// delayed entry falls due): sleep no longer than that.
+    RetryBy(T, Instant),
 }
 
 /// A wake-up source with a count of the waiters registered on it.
@@ -142,20 +145,33 @@ pub(crate) fn block_on<T, R>(
     loop {
         value = match finish(signal, woken, attempt(value)) {
             Ok(done) => return Ok(done),
-            Err(value) => value,
+            Err((value, _)) => value,
         };
         let (_counted, listener) = signal.register();
         // The re-check after registering: without it, a change made between
         // the first attempt and the registration would wake nobody (G5).
-        value = match finish(signal, woken, attempt(value)) {
+        let by;
+        (value, by) = match finish(signal, woken, attempt(value)) {
             Ok(done) => return Ok(done),
-            Err(value) => value,
+            Err(retry) => retry,
         };
-        match deadline {
+        let until = match (deadline, by) {
+            (Some(deadline), Some(by)) if by < deadline => Some((by, false)),
+            (None, Some(by)) => Some((by, false)),
+            (Some(deadline), _) => Some((deadline, true)),
+            (None, None) => None,
+        };
+        match until {
             None => listener.wait(),
-            Some(deadline) => {
-                if listener.wait_deadline(deadline).is_none() {
-                    return finish(signal, woken, attempt(value));
+            Some((until, is_deadline)) => {
+                if listener.wait_deadline(until).is_none() {
+                    if is_deadline {
+                        return finish(signal, woken, attempt(value)).map_err(|(value, _)| value);
+                    }
+                    // The change it waited for is due: look again, with
+                    // no wake-up consumed.
+                    woken = false;
+                    continue;
                 }
             }
         }
@@ -175,22 +191,46 @@ pub(crate) async fn wait_async<T, R>(
     loop {
         value = match finish(signal, woken, attempt(value)) {
             Ok(done) => return done,
-            Err(value) => value,
+            Err((value, _)) => value,
         };
         let (_counted, listener) = signal.register();
-        value = match finish(signal, woken, attempt(value)) {
+        let by;
+        (value, by) = match finish(signal, woken, attempt(value)) {
             Ok(done) => return done,
-            Err(value) => value,
+            Err(retry) => retry,
         };
         // `_counted` keeps this waiter counted until the await ends.
-        listener.await;
+        match by {
+            None => listener.await,
+            Some(by) => {
+                // A timer only when something falls due by itself (one
+                // small allocation of `futures-timer`'s per such wait).
+                let mut listener = core::pin::pin!(listener);
+                let mut timer = futures_timer::Delay::new(by.saturating_duration_since(Instant::now()));
+                let notified = core::future::poll_fn(|cx| {
+                    use core::future::Future;
+                    use core::task::Poll;
+                    if listener.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(true);
+                    }
+                    core::pin::Pin::new(&mut timer).poll(cx).map(|()| false)
+                })
+                .await;
+                if !notified {
+                    // Due: look again, with no wake-up consumed.
+                    woken = false;
+                    continue;
+                }
+            }
+        }
         woken = true;
     }
 }
 
-/// Turns an attempt's step into done (`Ok`) or retry (`Err`), passing on a
-/// wake-up that was consumed (`woken`) but not used.
-fn finish<T, R>(signal: &Signal, woken: bool, step: Step<T, R>) -> Result<R, T> {
+/// Turns an attempt's step into done (`Ok`) or retry (`Err`, with the
+/// instant to look again by, if any), passing on a wake-up that was
+/// consumed (`woken`) but not used.
+fn finish<T, R>(signal: &Signal, woken: bool, step: Step<T, R>) -> Result<R, (T, Option<Instant>)> {
     match step {
         Step::Done(done) => Ok(done),
         Step::DoneUnused(done) => {
@@ -199,6 +239,7 @@ fn finish<T, R>(signal: &Signal, woken: bool, step: Step<T, R>) -> Result<R, T> 
             }
             Ok(done)
         }
-        Step::Retry(value) => Err(value),
+        Step::Retry(value) => Err((value, None)),
+        Step::RetryBy(value, by) => Err((value, Some(by))),
     }
 }

@@ -5,7 +5,7 @@
 use crate::entry::Entry;
 use crate::keys::KeyStore;
 use crate::lease::{EntryOf, LeaseIn, QueueHandle};
-use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd};
+use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd, Ticket};
 use core::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,8 +67,8 @@ pub type OwnedLeaseBatch<K, V, S = DefaultHashBuilder> =
 pub struct LeaseBatchIn<Q: QueueHandle> {
     pub(crate) queue: Q,
     pub(crate) entries: Vec<EntryOf<Q>>,
-    /// `indexes[i]`: where the lease of `entries[i]` ends.
-    pub(crate) indexes: Vec<u32>,
+    /// `tickets[i]`: where the lease of `entries[i]` ends, and its attempt.
+    pub(crate) tickets: Vec<Ticket>,
     pub(crate) started: Instant,
 }
 
@@ -78,7 +78,7 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
         Self {
             queue,
             entries: Vec::new(),
-            indexes: Vec::new(),
+            tickets: Vec::new(),
             started: Instant::now(),
         }
     }
@@ -120,6 +120,60 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
         self.end_all(LeaseEnd::Nack);
     }
 
+    /// No entry was delivered, and none should be tried again before
+    /// `delay`: all wait as [`LeaseIn::nack_after`] says, and fall due
+    /// together, in the batch's order. For a delay per entry, use
+    /// [`nack_backoff`](Self::nack_backoff) or split the batch with
+    /// [`into_leases`](Self::into_leases).
+    ///
+    /// # Panics
+    ///
+    /// If the queue was built without
+    /// [`Builder::retries`](crate::Builder::retries); the batch is then
+    /// dropped as the panic unwinds, which nacks every entry.
+    ///
+    /// ```
+    /// use coalescing_queue::{Backoff, CoalescingQueue, Entry};
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::builder()
+    ///     .capacity(8)
+    ///     .retries(Backoff::default())
+    ///     .build();
+    /// for key in 1..=3 {
+    ///     q.offer_key(key).unwrap();
+    /// }
+    /// q.take_batch_leased(10, Duration::ZERO).nack_after(Duration::from_millis(5));
+    /// assert_eq!(q.stats().delayed, 3);
+    /// let batch = q.take_batch_leased(10, Duration::from_millis(50));
+    /// assert_eq!(batch.entries(), [Entry::Key(1), Entry::Key(2), Entry::Key(3)]);
+    /// assert!(batch.attempts().all(|attempt| attempt == 2));
+    /// batch.ack();
+    /// ```
+    #[track_caller]
+    pub fn nack_after(mut self, delay: Duration) {
+        let due = self.queue.queue().delays().due_after(delay);
+        self.end_all(LeaseEnd::NackUntil(due));
+    }
+
+    /// No entry was delivered: each is nacked with the delay the queue's
+    /// backoff gives its own attempt, as [`LeaseIn::nack_backoff`].
+    ///
+    /// # Panics
+    ///
+    /// If the queue was built without
+    /// [`Builder::retries`](crate::Builder::retries), as `nack_after`.
+    #[track_caller]
+    pub fn nack_backoff(mut self) {
+        self.queue.queue().delays();
+        self.end_all(LeaseEnd::NackBackoff);
+    }
+
+    /// Each entry's [attempt](LeaseIn::attempt), in the batch's order.
+    pub fn attempts(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        self.tickets.iter().map(|ticket| u32::from(ticket.attempt))
+    }
+
     /// Splits the batch into one lease per entry, to end them one by one
     /// (say, when a transport reports a result per entry). Owned batches
     /// give owned leases.
@@ -138,11 +192,11 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
     /// ```
     pub fn into_leases(mut self) -> Vec<LeaseIn<Q>> {
         let entries = core::mem::take(&mut self.entries);
-        let indexes = core::mem::take(&mut self.indexes);
+        let tickets = core::mem::take(&mut self.tickets);
         entries
             .into_iter()
-            .zip(indexes)
-            .map(|(entry, index)| LeaseIn::starting(self.queue.clone(), entry, index, self.started))
+            .zip(tickets)
+            .map(|(entry, ticket)| LeaseIn::starting(self.queue.clone(), entry, ticket, self.started))
             .collect()
     }
 
@@ -151,10 +205,10 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
         let mut unended = Unended {
             queue,
             end,
-            rest: self.entries.drain(..).zip(self.indexes.drain(..)),
+            rest: self.entries.drain(..).zip(self.tickets.drain(..)),
         };
-        for (entry, index) in unended.rest.by_ref() {
-            queue.end_lease(entry, index, end);
+        for (entry, ticket) in unended.rest.by_ref() {
+            queue.end_lease(entry, ticket, end);
         }
     }
 }
@@ -163,18 +217,18 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
 /// `end_lease` (that lease has ended by then), the unwinding drops this,
 /// which ends the rest the same way: a panic never leaves part of a batch
 /// leased. (A second panic there aborts, as any panic during unwinding.)
-struct Unended<'q, K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, u32)>> {
+struct Unended<'q, K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, Ticket)>> {
     queue: &'q CoalescingQueue<K, V, S>,
     end: LeaseEnd,
     rest: I,
 }
 
-impl<K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, u32)>> Drop
+impl<K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, Ticket)>> Drop
     for Unended<'_, K, V, S, I>
 {
     fn drop(&mut self) {
-        for (entry, index) in &mut self.rest {
-            self.queue.end_lease(entry, index, self.end);
+        for (entry, ticket) in &mut self.rest {
+            self.queue.end_lease(entry, ticket, self.end);
         }
     }
 }

@@ -12,7 +12,7 @@ pub(crate) mod batch;
 
 use crate::entry::Entry;
 use crate::keys::KeyStore;
-use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd, LeaseStart};
+use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd, LeaseStart, Ticket};
 use core::fmt;
 use core::ops::Deref;
 use std::sync::Arc;
@@ -137,26 +137,32 @@ pub struct LeaseIn<Q: QueueHandle> {
     queue: Q,
     /// `None` once the lease has ended.
     entry: Option<EntryOf<Q>>,
-    /// Where the lease ends: the key's entry, or the item's start record.
-    index: u32,
+    /// Where the lease ends (the key's entry, or the item's start record)
+    /// and which delivery it is.
+    ticket: Ticket,
     started: Instant,
 }
 
 impl<Q: QueueHandle> LeaseIn<Q> {
-    pub(crate) fn new(queue: Q, entry: EntryOf<Q>, index: u32, start: Option<LeaseStart>) -> Self {
+    pub(crate) fn new(
+        queue: Q,
+        entry: EntryOf<Q>,
+        ticket: Ticket,
+        start: Option<LeaseStart>,
+    ) -> Self {
         Self::starting(
             queue,
             entry,
-            index,
+            ticket,
             start.map_or_else(Instant::now, |start| start.at),
         )
     }
 
-    pub(crate) fn starting(queue: Q, entry: EntryOf<Q>, index: u32, started: Instant) -> Self {
+    pub(crate) fn starting(queue: Q, entry: EntryOf<Q>, ticket: Ticket, started: Instant) -> Self {
         Self {
             queue,
             entry: Some(entry),
-            index,
+            ticket,
             started,
         }
     }
@@ -199,6 +205,119 @@ impl<Q: QueueHandle> LeaseIn<Q> {
         self.end(LeaseEnd::Nack);
     }
 
+    /// The entry was not delivered, and should not be tried again before
+    /// `delay` has passed: its key stays pending meanwhile (an offer of it
+    /// is coalesced, and merges into its value, as into a queued copy; it
+    /// keeps its slot), no take returns it before it is due, and then it
+    /// is queued at the tail (entries that fall due together, in order of
+    /// their due times). A blocking, timeout or async take waiting on the
+    /// queue wakes when it falls due. Its next lease's
+    /// [`attempt`](Self::attempt) is one more.
+    ///
+    /// Due entries are queued by the takes: a take (any form), `len`,
+    /// `is_empty` or `stats` queues those that are due when it runs, and a
+    /// waiting taker sleeps no longer than the first due time. After
+    /// [`close`](CoalescingQueue::close) delays end: delayed entries fall
+    /// due at close, and a delayed nack after close queues at once.
+    ///
+    /// # Panics
+    ///
+    /// If the queue was built without
+    /// [`Builder::retries`](crate::Builder::retries) (there is no delay
+    /// schedule). The lease is then dropped as the panic unwinds, which
+    /// nacks it: the entry is not lost.
+    ///
+    /// ```
+    /// use coalescing_queue::{Backoff, CoalescingQueue, Entry};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::builder()
+    ///     .capacity(8)
+    ///     .retries(Backoff::default())
+    ///     .build();
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.try_take_leased().unwrap();
+    /// assert_eq!(lease.attempt(), 1);
+    /// let nacked = Instant::now();
+    /// lease.nack_after(Duration::from_millis(20));
+    /// assert!(q.try_take_leased().is_err()); // not yet due
+    /// assert_eq!(q.try_offer_key(1), Ok(coalescing_queue::Offered::Coalesced));
+    ///
+    /// let lease = q.take_leased().unwrap(); // sleeps until it is due
+    /// assert!(nacked.elapsed() >= Duration::from_millis(20));
+    /// assert_eq!((lease.entry(), lease.attempt()), (&Entry::Key(1), 2));
+    /// lease.ack();
+    /// ```
+    #[track_caller]
+    pub fn nack_after(mut self, delay: Duration) {
+        let due = self.queue.queue().delays().due_after(delay);
+        self.end(LeaseEnd::NackUntil(due));
+    }
+
+    /// The entry was not delivered: nacks it with the delay the queue's
+    /// [`Backoff`](crate::Backoff) gives this lease's attempt (the first
+    /// failure waits `base`, each further one twice as long, up to `max`,
+    /// less jitter if set), as [`nack_after`](Self::nack_after). Returns
+    /// the delay. (After close the entry is queued at once; the delay
+    /// returned is the one the backoff gave.)
+    ///
+    /// # Panics
+    ///
+    /// If the queue was built without
+    /// [`Builder::retries`](crate::Builder::retries), as `nack_after`.
+    ///
+    /// ```
+    /// use coalescing_queue::{Backoff, CoalescingQueue};
+    /// use std::time::Duration;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let q = CoalescingQueue::<u32, String>::builder()
+    ///     .capacity(8)
+    ///     .retries(Backoff::exponential(ms(1), ms(4)))
+    ///     .build();
+    /// q.offer_key(1).unwrap();
+    /// let mut delays = Vec::new();
+    /// for _ in 0..4 {
+    ///     delays.push(q.take_leased().unwrap().nack_backoff());
+    /// }
+    /// assert_eq!(delays, [ms(1), ms(2), ms(4), ms(4)]);
+    /// let lease = q.take_leased().unwrap();
+    /// assert_eq!(lease.attempt(), 5);
+    /// lease.ack(); // delivered: a new offer of 1 starts at attempt 1
+    /// ```
+    #[track_caller]
+    pub fn nack_backoff(mut self) -> Duration {
+        let queue = self.queue.queue();
+        let delay = queue.backoff_delay(self.ticket.attempt);
+        let due = queue.delays().due_after(delay);
+        self.end(LeaseEnd::NackUntil(due));
+        delay
+    }
+
+    /// Which delivery of its pending copy this lease is: 1 for the first,
+    /// one more after each nack (with a delay or not) and each lease
+    /// dropped. It starts again at 1 when the key is acked and offered
+    /// anew (also for a key offered again while in flight and queued by
+    /// the ack: that is a new copy). Counts stop at 65,535. Pass-through
+    /// items are not counted (an item's lease always says 1): an item's
+    /// ring slot has no room for a count that would not grow it.
+    ///
+    /// ```
+    /// use coalescing_queue::CoalescingQueue;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::new(4);
+    /// q.offer_key(1).unwrap();
+    /// q.try_take_leased().unwrap().nack();
+    /// let lease = q.try_take_leased().unwrap();
+    /// assert_eq!(lease.attempt(), 2);
+    /// lease.ack();
+    /// q.offer_key(1).unwrap();
+    /// assert_eq!(q.try_take_leased().unwrap().attempt(), 1);
+    /// ```
+    pub fn attempt(&self) -> u32 {
+        u32::from(self.ticket.attempt)
+    }
+
     /// The leased entry (also reachable through `Deref`).
     ///
     /// ```
@@ -223,7 +342,7 @@ impl<Q: QueueHandle> LeaseIn<Q> {
 
     fn end(&mut self, end: LeaseEnd) {
         if let Some(entry) = self.entry.take() {
-            self.queue.queue().end_lease(entry, self.index, end);
+            self.queue.queue().end_lease(entry, self.ticket, end);
         }
     }
 }
@@ -250,6 +369,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
             .field("entry", &self.entry)
+            .field("attempt", &self.ticket.attempt)
             .field("age", &self.age())
             .finish()
     }

@@ -1,12 +1,14 @@
 //! `Builder`: a queue's capacity, in-flight policy and hasher.
 
-use crate::entry::Entry;
+use crate::backoff::Backoff;
 use crate::error::BuildError;
 use crate::keys::table::entries_for;
 use crate::keys::valued::Valued;
 use crate::keys::KeyStore;
 use crate::policy::InFlightPolicy;
 use crate::queue::occupancy::MAX_CAPACITY;
+use crate::queue::delays::Delays;
+use crate::queue::slot::Slot;
 use crate::queue::{CoalescingQueue, DefaultHashBuilder};
 use core::fmt;
 use core::hash::Hash;
@@ -28,6 +30,9 @@ use core::marker::PhantomData;
 pub struct Builder<K, V, S = DefaultHashBuilder> {
     capacity: Option<usize>,
     policy: InFlightPolicy,
+    /// The backoff, and whether the clock is moved by hand; `None`: no
+    /// delay schedule.
+    retries: Option<(Backoff, bool)>,
     hasher: S,
     _entries: PhantomData<fn() -> (K, V)>,
 }
@@ -57,6 +62,7 @@ where
         Builder {
             capacity: None,
             policy: InFlightPolicy::default(),
+            retries: None,
             hasher: DefaultHashBuilder::default(),
             _entries: PhantomData,
         }
@@ -85,6 +91,7 @@ where
         Builder {
             capacity: None,
             policy: InFlightPolicy::default(),
+            retries: None,
             hasher: S::default(),
             _entries: PhantomData,
         }
@@ -123,6 +130,47 @@ where
         self.in_flight_policy(policy)
     }
 
+    /// Lets leases be nacked with a delay: [`nack_after`] and
+    /// [`nack_backoff`] (which waits as `backoff` says for the lease's
+    /// attempt). A delayed entry keeps its slot and its key stays pending
+    /// (offers coalesce into it) until it is due; then it is queued at the
+    /// tail. The delay schedule is allocated here, at build, with room for
+    /// every slot (16 bytes a slot for keys and small items; a larger item
+    /// takes its own size more): a queue built without this allocates
+    /// nothing for delays. See [retries](crate#retries-and-backoff).
+    ///
+    /// ```
+    /// use coalescing_queue::{Backoff, CoalescingQueue};
+    /// use std::time::Duration;
+    ///
+    /// let q = CoalescingQueue::<u32, String>::builder()
+    ///     .capacity(64)
+    ///     .retries(Backoff::exponential(Duration::from_millis(5), Duration::from_secs(60)))
+    ///     .build();
+    /// q.offer_key(1).unwrap();
+    /// let lease = q.try_take_leased().unwrap();
+    /// assert_eq!(lease.nack_backoff(), Duration::from_millis(5)); // first failure
+    /// assert!(q.is_pending(&1) && q.try_take().is_err()); // pending, not yet due
+    /// ```
+    ///
+    /// [`nack_after`]: crate::LeaseIn::nack_after
+    /// [`nack_backoff`]: crate::LeaseIn::nack_backoff
+    pub fn retries(mut self, backoff: Backoff) -> Self {
+        let manual_clock = self.retries.is_some_and(|(_, manual)| manual);
+        self.retries = Some((backoff, manual_clock));
+        self
+    }
+
+    /// Retries (with the default backoff unless `retries` set one) on a
+    /// clock that only `CoalescingQueue::advance_clock` moves: for tests
+    /// of delays that must not depend on time.
+    #[doc(hidden)]
+    pub fn manual_clock(mut self) -> Self {
+        let backoff = self.retries.map_or_else(Backoff::default, |(backoff, _)| backoff);
+        self.retries = Some((backoff, true));
+        self
+    }
+
     /// The hasher for the key table: a `BuildHasher` for the general store,
     /// or `Compact(hasher)` for the compact store.
     ///
@@ -139,6 +187,7 @@ where
         Builder {
             capacity: self.capacity,
             policy: self.policy,
+            retries: self.retries,
             hasher,
             _entries: PhantomData,
         }
@@ -215,13 +264,13 @@ where
             Some(capacity) if capacity > MAX_CAPACITY => return Err(BuildError::CapacityTooLarge),
             Some(capacity) => capacity,
         };
-        let bytes = bytes_for::<V>(capacity);
+        let bytes = bytes_for::<V>(capacity, self.retries.is_some());
         let mut probe: Vec<u8> = Vec::new();
         if probe.try_reserve_exact(bytes).is_err() {
             return Err(BuildError::OutOfMemory { bytes });
         }
         drop(probe);
-        CoalescingQueue::try_from_parts(capacity, self.policy, self.hasher)
+        CoalescingQueue::try_from_parts(capacity, self.policy, self.hasher, self.retries)
             .map_err(|_| BuildError::OutOfMemory { bytes })
     }
 }
@@ -254,6 +303,7 @@ where
         Builder {
             capacity: self.capacity,
             policy: self.policy,
+            retries: self.retries,
             hasher: self.hasher.with_merge(merge),
             _entries: PhantomData,
         }
@@ -261,12 +311,18 @@ where
 }
 
 /// The bytes a queue of `capacity` allocates at build, at least: a ring
-/// slot per unit of capacity (an `Entry<u32, V>` and the ring's stamp
-/// word, as `crossbeam_queue::ArrayQueue` lays them out), and per key
-/// table entry its control word and at least one word of key (a packed
-/// word, or a `Mutex<Option<K>>`). Saturates instead of overflowing.
-fn bytes_for<V>(capacity: usize) -> usize {
-    let slot = core::mem::size_of::<(usize, Entry<u32, V>)>();
+/// slot per unit of capacity (a `Slot<V>` and the ring's stamp word, as
+/// `crossbeam_queue::ArrayQueue` lays them out), per key table entry its
+/// control word and at least one word of key (a packed word, or a
+/// `Mutex<Option<K>>`), and with retries the delay schedule. Saturates
+/// instead of overflowing.
+fn bytes_for<V>(capacity: usize, retries: bool) -> usize {
+    let slot = core::mem::size_of::<(usize, Slot<V>)>()
+        + if retries {
+            Delays::<V>::BYTES_PER_SLOT
+        } else {
+            0
+        };
     let entry = 2 * core::mem::size_of::<u64>();
     capacity
         .saturating_mul(slot)
@@ -278,6 +334,7 @@ impl<K, V, S> fmt::Debug for Builder<K, V, S> {
         f.debug_struct("Builder")
             .field("capacity", &self.capacity)
             .field("policy", &self.policy)
+            .field("retries", &self.retries.map(|(backoff, _)| backoff))
             .finish_non_exhaustive()
     }
 }

@@ -53,6 +53,9 @@ where
         // every refusal.
         self.closed.store(1, Ordering::Release);
         let closed_now = self.occupancy.close();
+        // After the flag: delayed entries fall due now, and a delayed nack
+        // from now on queues at once (D4 of `delays.rs`).
+        self.release_delayed();
         if closed_now {
             self.not_full.notify_all();
             self.not_empty.notify_all();

@@ -6,21 +6,26 @@
 
 pub(crate) mod builder;
 mod close;
+mod delays;
 pub(crate) mod occupancy;
 mod offer;
 pub(crate) mod producer;
+pub(crate) mod slot;
 mod steps;
 pub(crate) mod take;
 mod take_leased;
 pub(crate) mod unwind;
 
+pub(crate) use slot::Ticket;
 pub(crate) use steps::{Attempt, LeaseEnd, LeaseStart};
 
-use crate::entry::Entry;
+use crate::backoff::Backoff;
 use crate::keys::table::KeyTable;
 use crate::keys::{Compact, KeyStore};
 use crate::policy::InFlightPolicy;
+use crate::queue::delays::Delays;
 use crate::queue::occupancy::Occupancy;
+use crate::queue::slot::Slot;
 use crate::stats::{Counter, Counters, Stats};
 use crate::sync::{AtomicU8, AtomicUsize, Ordering, Ring};
 use crate::wait::Signal;
@@ -90,7 +95,7 @@ pub struct CoalescingQueue<K, V, S = DefaultHashBuilder>
 where
     S: KeyStore<K>,
 {
-    ring: Ring<Entry<u32, V>>,
+    ring: Ring<Slot<V>>,
     keys: KeyTable<K, S::Cells>,
     /// Written by every claim and release: on a cache line of its own, so
     /// that those writes do not evict the read-mostly fields beside it
@@ -113,6 +118,9 @@ where
     not_full: Signal,
     /// `close_and_wait` waits here: notified when closed with no claim left.
     finished: Signal,
+    /// Entries nacked with a delay, until due; `None` unless built with
+    /// `Builder::retries` (`delays.rs`).
+    delays: Option<Delays<V>>,
     policy: InFlightPolicy,
     counters: Counters,
     capacity: usize,
@@ -195,8 +203,13 @@ where
         capacity: usize,
         policy: InFlightPolicy,
         store: S,
+        retries: Option<(Backoff, bool)>,
     ) -> Result<Self, std::collections::TryReserveError> {
         let keys = KeyTable::try_new(capacity, store.try_cells(capacity)?)?;
+        let delays = match retries {
+            Some((backoff, manual_clock)) => Some(Delays::try_new(capacity, backoff, manual_clock)?),
+            None => None,
+        };
         Ok(Self {
             ring: Ring::new(capacity),
             keys,
@@ -207,6 +220,7 @@ where
             not_empty: Signal::new(),
             not_full: Signal::new(),
             finished: Signal::new(),
+            delays,
             policy,
             counters: Counters::new(),
             capacity,
@@ -242,11 +256,26 @@ where
     /// let _lease = q.try_take_leased().unwrap();
     /// assert_eq!((q.len(), q.in_flight()), (1, 1));
     /// ```
+    ///
+    /// Entries nacked with a delay count once due (this call queues those
+    /// that are, as a take would); until then they are in
+    /// [`Stats::delayed`](crate::Stats::delayed).
     pub fn len(&self) -> usize {
+        self.queue_due();
         self.ring.len()
     }
 
-    /// `true` if nothing is queued (entries may still be in flight).
+    /// Queues the delayed entries that are due, if any are delayed (D1 of
+    /// `delays.rs`): what `len`, `is_empty` and `stats` report then
+    /// agrees with what a take finds.
+    fn queue_due(&self) {
+        if self.occupancy.load().has_delayed() {
+            self.promote_due();
+        }
+    }
+
+    /// `true` if nothing is queued (entries may still be in flight, or
+    /// delayed and not yet due).
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
@@ -260,6 +289,7 @@ where
     /// lease.ack();
     /// ```
     pub fn is_empty(&self) -> bool {
+        self.queue_due();
         self.ring.is_empty()
     }
 
@@ -354,6 +384,8 @@ where
     /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
+        self.queue_due();
+        let (delayed, next_due) = self.delayed_now();
         let now = self.occupancy.load();
         let enqueued = c.sum(Counter::Enqueued);
         let coalesced_queued = c.sum(Counter::CoalescedQueued);
@@ -376,8 +408,11 @@ where
             acked: c.sum(Counter::Acked),
             nacked: c.sum(Counter::Nacked),
             requeued_dirty: c.sum(Counter::RequeuedDirty),
+            delayed_nacks: c.sum(Counter::Delayed),
             queued: self.ring.len(),
             in_flight: now.in_flight(),
+            delayed,
+            next_due,
             high_water_mark: c.high_water_mark(),
             oldest_lease_age: self.keys.oldest_lease_age(),
         }

@@ -1,10 +1,12 @@
 //! The queue's slot accounting and its closed flag, packed in one atomic word.
 //!
 //! Layout of the word: bit 63 is `closed`; bits 32..63 count the entries in
-//! flight (leased, not yet acked or nacked); bits 0..32 count the claimed
-//! slots (queued + in flight + being pushed). Keeping all three in one word
+//! flight (leased, not yet acked or nacked); bit 31 is `delayed` (entries
+//! wait in the queue's delay schedule, `delays.rs`); bits 0..31 count the
+//! claimed slots (queued + delayed + in flight + being pushed). Capacity is
+//! below 2^31, so claims never reach bit 31. Keeping all of it in one word
 //! makes every transition a single read-modify-write, so any value read is a
-//! consistent snapshot of the three. That is what makes "closed and
+//! consistent snapshot. That is what makes "closed and
 //! finished" exact (see `Snapshot::is_finished`): an offer can only claim
 //! while the closed bit is clear, so a word with the bit set counts every
 //! claim that will ever be made before the close.
@@ -22,7 +24,12 @@ use crate::sync::{AtomicU64, Ordering};
 const CLAIM: u64 = 1;
 const LEASE: u64 = 1 << 32;
 const CLOSED: u64 = 1 << 63;
-const CLAIM_MASK: u64 = LEASE - 1;
+/// Set while the delay schedule holds an entry (D1 of `delays.rs`): what a
+/// take reads, in the word its own update returns, to know that it must
+/// look for entries that fell due. A plain bit test where no entry is
+/// delayed.
+const DELAYED: u64 = 1 << 31;
+const CLAIM_MASK: u64 = DELAYED - 1;
 
 /// The largest capacity the packed word can count (in flight has 31 bits).
 pub(crate) const MAX_CAPACITY: usize = (1 << 31) - 1;
@@ -51,6 +58,12 @@ impl Snapshot {
 
     pub(crate) fn is_closed(self) -> bool {
         self.0 & CLOSED != 0
+    }
+
+    /// The delay schedule holds an entry (or did when the word was read).
+    #[inline(always)]
+    pub(crate) fn has_delayed(self) -> bool {
+        self.0 & DELAYED != 0
     }
 
     /// Claims that are not in flight: entries queued, being pushed, or
@@ -133,6 +146,23 @@ impl Occupancy {
     /// `SeqCst` for the same reason as `release_many`.
     pub(crate) fn ack(&self) -> Snapshot {
         Snapshot(self.word.fetch_sub(LEASE + CLAIM, Ordering::SeqCst) - LEASE - CLAIM)
+    }
+
+    /// A lease ends by going into the delay schedule: out of the in-flight
+    /// count, its claim kept; `first` (the schedule was empty) also sets
+    /// the delayed bit, in the same step. Under the schedule's lock.
+    pub(crate) fn unlease_delayed(&self, first: bool) -> Snapshot {
+        let change = if first {
+            DELAYED.wrapping_sub(LEASE)
+        } else {
+            0u64.wrapping_sub(LEASE)
+        };
+        Snapshot(self.word.fetch_add(change, Ordering::AcqRel).wrapping_add(change))
+    }
+
+    /// The schedule became empty. Under the schedule's lock.
+    pub(crate) fn clear_delayed(&self) {
+        self.word.fetch_and(!DELAYED, Ordering::AcqRel);
     }
 
     /// Sets the closed bit; `true` for the call that set it.

@@ -3,6 +3,7 @@
 //! invariants of `mod.rs`; the public forms loop around them.
 
 use super::occupancy::{ClaimError, Snapshot};
+use super::slot::{Slot, Ticket};
 use super::unwind::Undo;
 use super::CoalescingQueue;
 use crate::entry::{Entry, Offered};
@@ -67,6 +68,17 @@ impl<K, V, S: KeyStore<K>> Drop for Pops<'_, K, V, S> {
 pub(crate) enum LeaseEnd {
     Ack,
     Nack,
+    /// Nacked, queued again once the queue's clock reaches this due time
+    /// (`delays.rs`).
+    NackUntil(u64),
+    /// Nacked, delayed as the queue's backoff says for the lease's attempt.
+    NackBackoff,
+}
+
+impl LeaseEnd {
+    fn is_ack(self) -> bool {
+        self == LeaseEnd::Ack
+    }
 }
 
 /// A leased take's start: when, and its tick in the key table.
@@ -100,7 +112,7 @@ where
         match offered {
             Offer::Inserted(index) => {
                 // Steps 4-5.
-                self.push(Entry::Key(index));
+                self.push(Slot::new_key(index));
                 self.counters.add(Counter::Enqueued);
                 Attempt::Done(Offered::Enqueued)
             }
@@ -122,7 +134,7 @@ where
         match self.occupancy.try_claim() {
             Ok(after) => {
                 self.counters.note_claimed(after.claimed());
-                self.push(Entry::Item(item));
+                self.push(Slot::Item(item));
                 self.counters.add(Counter::Enqueued);
                 Attempt::Done(())
             }
@@ -133,8 +145,8 @@ where
 
     /// Pushes an entry whose claim is held, then wakes one taker.
     #[inline(always)]
-    fn push(&self, entry: Entry<u32, V>) {
-        if self.ring.push(entry).is_err() {
+    pub(super) fn push(&self, slot: Slot<V>) {
+        if self.ring.push(slot).is_err() {
             unreachable!("the ring had no room for a claimed slot (breaks I2)");
         }
         self.not_empty.notify_one();
@@ -151,19 +163,26 @@ where
 
     /// One attempt to take (DESIGN.md section 3, "Take"). A leased take keeps
     /// the claim and marks the key in flight; a plain take releases both.
-    /// Returns the entry and, for a lease, the index it ends by.
+    /// Returns the entry and, for a lease, its ticket (the index it ends by
+    /// and its attempt).
     pub(crate) fn attempt_take(
         &self,
         lease: Option<LeaseStart>,
-    ) -> Result<(Entry<K, V>, u32), TryTakeError> {
-        let mut pops = Pops::new(self, lease.is_some());
-        let taken = self.pop_one(lease, &mut pops);
-        pops.finish();
-        taken.ok_or_else(|| self.why_empty())
+    ) -> Result<(Entry<K, V>, Ticket), TryTakeError> {
+        loop {
+            let mut pops = Pops::new(self, lease.is_some());
+            let taken = self.pop_one(lease, &mut pops);
+            pops.finish();
+            if let Some(taken) = taken {
+                return Ok(taken);
+            }
+            // Empty: unless delayed entries fell due and were just queued.
+            self.why_empty()?;
+        }
     }
 
     /// Takes up to `limit` entries at once into `out` (and, for a lease,
-    /// their indexes into `indexes`), with one update of the shared counts
+    /// their tickets into `tickets`), with one update of the shared counts
     /// for all of them (a batch frees its slots, counts its leases and wakes
     /// offerers in one step each). Returns how many.
     pub(crate) fn attempt_take_many(
@@ -171,29 +190,31 @@ where
         lease: Option<LeaseStart>,
         limit: usize,
         out: &mut Vec<Entry<K, V>>,
-        mut indexes: Option<&mut Vec<u32>>,
+        mut tickets: Option<&mut Vec<Ticket>>,
     ) -> Result<usize, TryTakeError> {
         // At most what was queued (or on its way in) when the batch began,
         // as a coalescing ring buffer's poll takes: the batch frees its
         // slots only when it returns, so one that kept taking what is
         // offered meanwhile would hold more slots than were ever queued at
         // once, and offers would find the queue full with nothing queued.
-        let limit = limit.min(self.occupancy.load().not_in_flight());
-        let mut pops = Pops::new(self, lease.is_some());
-        while pops.count < limit {
-            let Some((entry, index)) = self.pop_one(lease, &mut pops) else {
-                break;
-            };
-            out.push(entry);
-            if let Some(indexes) = indexes.as_deref_mut() {
-                indexes.push(index);
+        loop {
+            let limit = limit.min(self.occupancy.load().not_in_flight());
+            let mut pops = Pops::new(self, lease.is_some());
+            while pops.count < limit {
+                let Some((entry, ticket)) = self.pop_one(lease, &mut pops) else {
+                    break;
+                };
+                out.push(entry);
+                if let Some(tickets) = tickets.as_deref_mut() {
+                    tickets.push(ticket);
+                }
             }
+            let taken = pops.finish();
+            if taken > 0 {
+                return Ok(taken);
+            }
+            self.why_empty()?;
         }
-        let taken = pops.finish();
-        if taken == 0 {
-            return Err(self.why_empty());
-        }
-        Ok(taken)
     }
 
     /// The ring was empty: closed and finished (nothing queued, nothing on
@@ -201,12 +222,16 @@ where
     /// out after close may queue its entry again (a nack, or the ack of a
     /// dirty key), so the take is `Empty` then, not `Closed`: `Closed` is
     /// final. A waiting take is woken by that push, or by the last ack
-    /// (`after_decrease`).
-    fn why_empty(&self) -> TryTakeError {
-        if self.occupancy.load().is_finished() {
-            TryTakeError::Closed
+    /// (`after_decrease`). `Ok` if delayed entries fell due and were queued
+    /// just now: the take tries again.
+    fn why_empty(&self) -> Result<(), TryTakeError> {
+        let now = self.occupancy.load();
+        if now.is_finished() {
+            Err(TryTakeError::Closed)
+        } else if now.has_delayed() && self.promote_due() > 0 {
+            Ok(())
         } else {
-            TryTakeError::Empty
+            Err(TryTakeError::Empty)
         }
     }
 
@@ -225,6 +250,12 @@ where
         };
         self.counters.add_many(Counter::Taken, count);
         self.after_decrease(after);
+        // Delayed entries that fell due queue at the tail (D1 of
+        // `delays.rs`): a bit of the word just returned, so free where
+        // nothing is delayed.
+        if after.has_delayed() {
+            self.promote_due();
+        }
     }
 
     /// Pops the head and updates its key's entry: the pop and the key
@@ -235,14 +266,19 @@ where
         &self,
         lease: Option<LeaseStart>,
         pops: &mut Pops<'_, K, V, S>,
-    ) -> Option<(Entry<K, V>, u32)> {
-        let index = match self.ring.pop()? {
-            Entry::Item(item) => {
+    ) -> Option<(Entry<K, V>, Ticket)> {
+        let (index, deliveries) = match self.ring.pop()? {
+            Slot::Item(item) => {
                 let record = lease.map_or(u32::MAX, |lease| self.keys.start_item_lease(lease.tick));
                 pops.count += 1;
-                return Some((Entry::Item(item), record));
+                // Items carry no count (`slot.rs`): always a first attempt.
+                let ticket = Ticket {
+                    index: record,
+                    attempt: 1,
+                };
+                return Some((Entry::Item(item), ticket));
             }
-            Entry::Key(index) => index,
+            Slot::Key { index, deliveries } => (index, deliveries),
         };
         // The key's entry changes only after the pop: keeps I4 and I5.
         let key = {
@@ -250,23 +286,29 @@ where
             // runs before the entry changes (keys/table.rs, `take`): if it
             // panics, the entry is still queued, so its index goes back
             // into the ring (at the tail; its claim is still held, I2).
-            let put_back = Undo::new(|| self.push(Entry::Key(index)));
+            let put_back = Undo::new(|| self.push(Slot::Key { index, deliveries }));
             let key = self.keys.take(index, lease.map(|lease| lease.tick));
             put_back.disarm();
             key
         };
         pops.count += 1;
-        Some((Entry::Key(key), index))
+        let ticket = Ticket {
+            index,
+            attempt: deliveries.saturating_add(1),
+        };
+        Some((Entry::Key(key), ticket))
     }
 
     /// Ends one lease: ack removes the key (or queues it again if it is
-    /// dirty); nack queues the entry again at the tail. `index` is what the
+    /// dirty); nack queues the entry again at the tail, or, with a delay,
+    /// puts it into the delay schedule (`delays.rs`). `ticket` is what the
     /// take returned with the entry: no hash, no `Eq`.
     ///
     /// User values (the lease's key copy, the store's copy, an acked item)
     /// are dropped only after the slot is freed and the table left, so a
     /// `Drop` that offers into this queue finds room and no lock held.
-    pub(crate) fn end_lease(&self, entry: Entry<K, V>, index: u32, end: LeaseEnd) {
+    pub(crate) fn end_lease(&self, entry: Entry<K, V>, ticket: Ticket, end: LeaseEnd) {
+        let ack = end.is_ack();
         // A panic of the user's merge in a valued nack, resumed once the
         // nack is finished.
         let mut merge_panic = None;
@@ -276,39 +318,48 @@ where
             // entry is found by its index and its home is recorded in it.
             // (A valued nack runs the user's merge there, and hands back
             // its panic.)
-            Entry::Key(key) => match self.keys.end_lease(index, end == LeaseEnd::Ack, &key) {
+            Entry::Key(key) => match self.keys.end_lease(ticket.index, ack, &key) {
+                Ended::Requeue(index) if ack => {
+                    self.counters.add(Counter::RequeuedDirty);
+                    // What arrived in flight: a new pending copy, whose
+                    // attempts count from 1 again.
+                    (Some(Slot::new_key(index)), (Some(key), None))
+                }
                 Ended::Requeue(index) => {
-                    if end == LeaseEnd::Ack {
-                        self.counters.add(Counter::RequeuedDirty);
-                    }
-                    (Some(Entry::Key(index)), (Some(key), None))
+                    debug_assert_eq!(index, ticket.index);
+                    (Some(ticket.requeued_key()), (Some(key), None))
                 }
                 Ended::RequeuedPanicked(index, panic) => {
+                    debug_assert_eq!(index, ticket.index);
                     merge_panic = Some(panic);
-                    (Some(Entry::Key(index)), (Some(key), None))
+                    (Some(ticket.requeued_key()), (Some(key), None))
                 }
                 Ended::Removed(stored) => (None, (Some(key), stored)),
             },
             Entry::Item(item) => {
-                self.keys.end_item_lease(index);
-                match end {
-                    LeaseEnd::Nack => (Some(Entry::Item(item)), (None, None)),
-                    LeaseEnd::Ack => {
-                        // Dropped below, after the slot is freed.
-                        let item_last = Some(item);
-                        self.counters.add(Counter::Acked);
-                        self.finish_lease(None);
-                        drop(item_last);
-                        return;
-                    }
+                self.keys.end_item_lease(ticket.index);
+                if !ack {
+                    (Some(Slot::Item(item)), (None, None))
+                } else {
+                    // Dropped below, after the slot is freed.
+                    let item_last = Some(item);
+                    self.counters.add(Counter::Acked);
+                    self.finish_lease(None);
+                    drop(item_last);
+                    return;
                 }
             }
         };
-        self.counters.add(match end {
-            LeaseEnd::Ack => Counter::Acked,
-            LeaseEnd::Nack => Counter::Nacked,
-        });
-        self.finish_lease(requeue);
+        self.counters
+            .add(if ack { Counter::Acked } else { Counter::Nacked });
+        match (requeue, end) {
+            (Some(slot), LeaseEnd::NackUntil(due)) => self.delay(slot, due),
+            (Some(slot), LeaseEnd::NackBackoff) => {
+                let delay = self.backoff_delay(ticket.attempt);
+                self.delay(slot, self.delays().due_after(delay));
+            }
+            (requeue, _) => self.finish_lease(requeue),
+        }
         if let Some(panic) = merge_panic {
             // A nack made by a lease's drop while its thread unwinds: a
             // second panic there would abort. The first one goes on.
@@ -321,10 +372,10 @@ where
     /// The shared counts of a lease's end: out of the in-flight count before
     /// the push of a requeue (keeps I3; the claim stays with the entry, so
     /// the push finds room, I2), or the claim freed for good.
-    fn finish_lease(&self, requeue: Option<Entry<u32, V>>) {
-        if let Some(entry) = requeue {
+    fn finish_lease(&self, requeue: Option<Slot<V>>) {
+        if let Some(slot) = requeue {
             self.occupancy.unlease();
-            self.push(entry);
+            self.push(slot);
         } else {
             let after = self.occupancy.ack();
             // The ack was a SeqCst RMW: no fence needed.

@@ -6,7 +6,7 @@
 use crate::entry::Entry;
 use crate::error::{TakeError, TakeTimeoutError, TryTakeError};
 use crate::keys::KeyStore;
-use crate::queue::{CoalescingQueue, LeaseStart};
+use crate::queue::{CoalescingQueue, LeaseStart, Ticket};
 use crate::wait::{self, Step};
 use core::future::{poll_fn, Future};
 use core::pin::{pin, Pin};
@@ -14,9 +14,9 @@ use core::task::Poll;
 use futures_timer::Delay;
 use std::time::{Duration, Instant};
 
-/// A take's result: the entry, the index its lease ends by (leased takes),
+/// A take's result: the entry, the ticket its lease ends by (leased takes),
 /// and when the lease started (leased takes only).
-pub(crate) type Taken<K, V> = (Entry<K, V>, u32, Option<LeaseStart>);
+pub(crate) type Taken<K, V> = (Entry<K, V>, Ticket, Option<LeaseStart>);
 
 impl<K, V, S> CoalescingQueue<K, V, S>
 where
@@ -277,9 +277,14 @@ where
     fn take_step(&self, leased: bool) -> Step<(), Result<Taken<K, V>, TakeError>> {
         let lease = leased.then(|| self.lease_start());
         match self.attempt_take(lease) {
-            Ok((entry, index)) => Step::Done(Ok((entry, index, lease))),
+            Ok((entry, ticket)) => Step::Done(Ok((entry, ticket, lease))),
             Err(TryTakeError::Closed) => Step::Done(Err(TakeError)),
-            Err(TryTakeError::Empty) => Step::Retry(()),
+            // Nothing queued; a delayed entry may fall due: look again
+            // then, woken or not (D5 of `delays.rs`).
+            Err(TryTakeError::Empty) => match self.next_due_instant() {
+                Some(due) => Step::RetryBy((), due),
+                None => Step::Retry(()),
+            },
         }
     }
 
@@ -294,36 +299,37 @@ where
         match self.take_step(leased) {
             Step::Done(taken) => Step::Done(taken.ok()),
             Step::DoneUnused(taken) => Step::DoneUnused(taken.ok()),
-            Step::Retry(()) if self.is_closed() => Step::Done(None),
+            Step::Retry(()) | Step::RetryBy((), _) if self.is_closed() => Step::Done(None),
             Step::Retry(()) => Step::Retry(()),
+            Step::RetryBy((), due) => Step::RetryBy((), due),
         }
     }
 
     /// The batch take: waits for one entry (until `first_by`, if given),
     /// then gathers up to `max` for at most `linger`, appending to `out`
-    /// (and, for a leased batch, the leases' indexes to `indexes`). Returns
+    /// (and, for a leased batch, the leases' tickets to `tickets`). Returns
     /// how many, and when the batch's lease started.
     #[track_caller]
     pub(crate) fn gather(
         &self,
         out: &mut Vec<Entry<K, V>>,
-        mut indexes: Option<&mut Vec<u32>>,
+        mut tickets: Option<&mut Vec<Ticket>>,
         max: usize,
         linger: Duration,
         first_by: Option<Instant>,
     ) -> (usize, Option<LeaseStart>) {
         refuse_zero(max);
-        let leased = indexes.is_some();
+        let leased = tickets.is_some();
         let Ok(first) = self.take_blocking(leased, first_by) else {
             return (0, None);
         };
         let start = first.2;
-        keep(out, indexes.as_deref_mut(), first);
+        keep(out, tickets.as_deref_mut(), first);
         let linger_until = Instant::now().checked_add(linger);
         let mut taken = 1;
         while taken < max {
             // Whatever is queued now, in one step; then wait for more.
-            match self.attempt_take_many(start, max - taken, out, indexes.as_deref_mut()) {
+            match self.attempt_take_many(start, max - taken, out, tickets.as_deref_mut()) {
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
@@ -334,7 +340,7 @@ where
                     let step = |()| self.linger_step(leased);
                     match wait::block_on(&self.not_empty, linger_until, (), step) {
                         Ok(Some(one)) => {
-                            keep(out, indexes.as_deref_mut(), one);
+                            keep(out, tickets.as_deref_mut(), one);
                             taken += 1;
                         }
                         // Closed (meanwhile), or the linger is over.
@@ -352,23 +358,23 @@ where
     pub(crate) async fn gather_async(
         &self,
         out: &mut Vec<Entry<K, V>>,
-        mut indexes: Option<&mut Vec<u32>>,
+        mut tickets: Option<&mut Vec<Ticket>>,
         max: usize,
         linger: Duration,
     ) -> (usize, Option<LeaseStart>) {
         refuse_zero(max);
-        let leased = indexes.is_some();
+        let leased = tickets.is_some();
         let Ok(first) = self.take_waiting(leased).await else {
             return (0, None);
         };
         let start = first.2;
-        keep(out, indexes.as_deref_mut(), first);
+        keep(out, tickets.as_deref_mut(), first);
         let linger_until = Instant::now().checked_add(linger);
         // Made at the first wait only: a batch that fills at once needs none.
         let mut timer = None;
         let mut taken = 1;
         while taken < max {
-            match self.attempt_take_many(start, max - taken, out, indexes.as_deref_mut()) {
+            match self.attempt_take_many(start, max - taken, out, tickets.as_deref_mut()) {
                 Ok(more) => taken += more,
                 Err(TryTakeError::Closed) => break,
                 Err(TryTakeError::Empty) if linger.is_zero() => break,
@@ -389,7 +395,7 @@ where
                         }
                     };
                     let Some(one) = one else { break };
-                    keep(out, indexes.as_deref_mut(), one);
+                    keep(out, tickets.as_deref_mut(), one);
                     taken += 1;
                 }
             }
@@ -425,10 +431,10 @@ fn refuse_zero(max: usize) {
 }
 
 /// Appends a taken entry to a batch (and its lease's index, if leased).
-fn keep<K, V>(out: &mut Vec<Entry<K, V>>, indexes: Option<&mut Vec<u32>>, taken: Taken<K, V>) {
-    let (entry, index, _) = taken;
+fn keep<K, V>(out: &mut Vec<Entry<K, V>>, tickets: Option<&mut Vec<Ticket>>, taken: Taken<K, V>) {
+    let (entry, ticket, _) = taken;
     out.push(entry);
-    if let Some(indexes) = indexes {
-        indexes.push(index);
+    if let Some(tickets) = tickets {
+        tickets.push(ticket);
     }
 }

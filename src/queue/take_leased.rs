@@ -453,8 +453,8 @@ where
 fn try_lease<Q: QueueHandle>(handle: Q) -> Result<LeaseIn<Q>, TryTakeError> {
     let queue = handle.queue();
     let start = queue.lease_start();
-    let (entry, index) = queue.attempt_take(Some(start))?;
-    Ok(LeaseIn::new(handle, entry, index, Some(start)))
+    let (entry, ticket) = queue.attempt_take(Some(start))?;
+    Ok(LeaseIn::new(handle, entry, ticket, Some(start)))
 }
 
 fn lease_until<Q: QueueHandle>(
@@ -472,9 +472,9 @@ async fn lease_async<Q: QueueHandle>(handle: Q) -> Result<LeaseIn<Q>, TakeError>
 
 fn lease_of<Q: QueueHandle>(
     handle: Q,
-    (entry, index, start): Taken<Q::Key, Q::Item>,
+    (entry, ticket, start): Taken<Q::Key, Q::Item>,
 ) -> LeaseIn<Q> {
-    LeaseIn::new(handle, entry, index, start)
+    LeaseIn::new(handle, entry, ticket, start)
 }
 
 #[track_caller]
@@ -488,12 +488,12 @@ fn batch_until<Q: QueueHandle>(
     let LeaseBatchIn {
         queue,
         entries,
-        indexes,
+        tickets,
         started,
     } = &mut batch;
     let (_, start) = queue
         .queue()
-        .gather(entries, Some(indexes), max, linger, first_by);
+        .gather(entries, Some(tickets), max, linger, first_by);
     if let Some(start) = start {
         *started = start.at;
     }
@@ -507,12 +507,12 @@ async fn batch_async<Q: QueueHandle>(handle: Q, max: usize, linger: Duration) ->
     let LeaseBatchIn {
         queue,
         entries,
-        indexes,
+        tickets,
         started,
     } = &mut batch;
     let (_, start) = queue
         .queue()
-        .gather_async(entries, Some(indexes), max, linger)
+        .gather_async(entries, Some(tickets), max, linger)
         .await;
     if let Some(start) = start {
         *started = start.at;

@@ -65,10 +65,22 @@ pub struct Stats {
     pub nacked: u64,
     /// Keys queued again because they were offered while in flight.
     pub requeued_dirty: u64,
+    /// Leases nacked with a delay ([`nack_after`], [`nack_backoff`]) that
+    /// went into the delay schedule; also counted in `nacked`.
+    ///
+    /// [`nack_after`]: crate::LeaseIn::nack_after
+    /// [`nack_backoff`]: crate::LeaseIn::nack_backoff
+    pub delayed_nacks: u64,
     /// Entries queued right now (not counting those in flight).
     pub queued: usize,
     /// Entries leased and not yet acked or nacked.
     pub in_flight: usize,
+    /// Entries nacked with a delay that are not yet due (not counted in
+    /// `queued` or `in_flight`; they hold their slots).
+    pub delayed: usize,
+    /// How long until the first delayed entry falls due (zero if it is
+    /// due and no take has queued it yet); `None` if nothing is delayed.
+    pub next_due: Option<Duration>,
     /// The most slots ever claimed at once (queued + in flight).
     pub high_water_mark: usize,
     /// How long the oldest lease still out has been out, to the
@@ -100,9 +112,10 @@ pub(crate) enum Counter {
     Acked,
     Nacked,
     RequeuedDirty,
+    Delayed,
 }
 
-const COUNTERS: usize = Counter::RequeuedDirty as usize + 1;
+const COUNTERS: usize = Counter::Delayed as usize + 1;
 
 type Stripe = CachePadded<[StatCell; COUNTERS]>;
 
