@@ -195,7 +195,10 @@ mod tests {
             .with_jitter(0.5);
         for _ in 0..1000 {
             let d = backoff.jittered(1, unit_draw());
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
+                "{d:?}"
+            );
         }
         let draws: Vec<f64> = (0..1000).map(|_| unit_draw()).collect();
         assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));

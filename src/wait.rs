@@ -206,7 +206,8 @@ pub(crate) async fn wait_async<T, R>(
                 // A timer only when something falls due by itself (one
                 // small allocation of `futures-timer`'s per such wait).
                 let mut listener = core::pin::pin!(listener);
-                let mut timer = futures_timer::Delay::new(by.saturating_duration_since(Instant::now()));
+                let mut timer =
+                    futures_timer::Delay::new(by.saturating_duration_since(Instant::now()));
                 let notified = core::future::poll_fn(|cx| {
                     use core::future::Future;
                     use core::task::Poll;

@@ -126,6 +126,8 @@ pub(crate) struct KeyTable<K, C> {
     /// Per entry: when its lease began (InFlight, Dirty, ItemLease), in
     /// milliseconds since `epoch`, wrapping after 2^32 (49.7 days). Written
     /// by the lease's taker before the state says leased; read by `stats()`.
+    /// While a key is queued again after a nack: its delivery count
+    /// (`set_deliveries`).
     lease_ticks: Box<[AtomicU32]>,
     cells: C,
     /// Lease ticks count milliseconds from here.
@@ -713,6 +715,24 @@ impl<K, C: Cells<K>> KeyTable<K, C> {
                 return Ended::Removed(stored);
             }
         }
+    }
+
+    /// A key queued again without an ack (a nack): the number of times
+    /// this pending copy was delivered, kept in the entry's lease-tick
+    /// word until its next leased take reads it (`deliveries`) and writes
+    /// its own tick there (E3). Free while the entry is queued or delayed:
+    /// only a leased take of this index writes the word then. (A
+    /// `stats()` pass that read the state just before the nack's E6 may
+    /// read this count as a tick: one lease age off, once.) Relaxed: the
+    /// push of the index, and its pop, order it.
+    pub(crate) fn set_deliveries(&self, index: u32, deliveries: u32) {
+        self.lease_ticks[index as usize].store(deliveries, Ordering::Relaxed);
+    }
+
+    /// What `set_deliveries` left, for the leased take of a key popped as
+    /// queued again (before its E3).
+    pub(crate) fn deliveries(&self, index: u32) -> u32 {
+        self.lease_ticks[index as usize].load(Ordering::Relaxed)
     }
 
     /// The lease tick of `at`: milliseconds since the table was built,

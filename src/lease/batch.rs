@@ -5,7 +5,7 @@
 use crate::entry::Entry;
 use crate::keys::KeyStore;
 use crate::lease::{EntryOf, LeaseIn, QueueHandle};
-use crate::queue::{CoalescingQueue, DefaultHashBuilder, LeaseEnd, Ticket};
+use crate::queue::{CoalescingQueue, DefaultHashBuilder, Ending, LeaseEnd, Ticket};
 use core::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,13 +111,13 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
 
     /// Every entry was delivered; see [`LeaseIn::ack`].
     pub fn ack(mut self) {
-        self.end_all(LeaseEnd::Ack);
+        self.end_all(Ending::Now(LeaseEnd::Ack));
     }
 
     /// No entry was delivered: all are queued again, in order; see
     /// [`LeaseIn::nack`].
     pub fn nack(mut self) {
-        self.end_all(LeaseEnd::Nack);
+        self.end_all(Ending::Now(LeaseEnd::Nack));
     }
 
     /// No entry was delivered, and none should be tried again before
@@ -153,7 +153,7 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
     #[track_caller]
     pub fn nack_after(mut self, delay: Duration) {
         let due = self.queue.queue().delays().due_after(delay);
-        self.end_all(LeaseEnd::NackUntil(due));
+        self.end_all(Ending::NackUntil(due));
     }
 
     /// No entry was delivered: each is nacked with the delay the queue's
@@ -166,12 +166,12 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
     #[track_caller]
     pub fn nack_backoff(mut self) {
         self.queue.queue().delays();
-        self.end_all(LeaseEnd::NackBackoff);
+        self.end_all(Ending::NackBackoff);
     }
 
     /// Each entry's [attempt](LeaseIn::attempt), in the batch's order.
     pub fn attempts(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
-        self.tickets.iter().map(|ticket| u32::from(ticket.attempt))
+        self.tickets.iter().map(|ticket| ticket.attempt)
     }
 
     /// Splits the batch into one lease per entry, to end them one by one
@@ -196,11 +196,13 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
         entries
             .into_iter()
             .zip(tickets)
-            .map(|(entry, ticket)| LeaseIn::starting(self.queue.clone(), entry, ticket, self.started))
+            .map(|(entry, ticket)| {
+                LeaseIn::starting(self.queue.clone(), entry, ticket, self.started)
+            })
             .collect()
     }
 
-    fn end_all(&mut self, end: LeaseEnd) {
+    fn end_all(&mut self, end: Ending) {
         let queue = self.queue.queue();
         let mut unended = Unended {
             queue,
@@ -208,7 +210,7 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
             rest: self.entries.drain(..).zip(self.tickets.drain(..)),
         };
         for (entry, ticket) in unended.rest.by_ref() {
-            queue.end_lease(entry, ticket, end);
+            queue.end_lease_as(entry, ticket, end);
         }
     }
 }
@@ -219,7 +221,7 @@ impl<Q: QueueHandle> LeaseBatchIn<Q> {
 /// leased. (A second panic there aborts, as any panic during unwinding.)
 struct Unended<'q, K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, Ticket)>> {
     queue: &'q CoalescingQueue<K, V, S>,
-    end: LeaseEnd,
+    end: Ending,
     rest: I,
 }
 
@@ -228,7 +230,7 @@ impl<K, V, S: KeyStore<K>, I: Iterator<Item = (Entry<K, V>, Ticket)>> Drop
 {
     fn drop(&mut self) {
         for (entry, ticket) in &mut self.rest {
-            self.queue.end_lease(entry, ticket, self.end);
+            self.queue.end_lease_as(entry, ticket, self.end);
         }
     }
 }
@@ -244,7 +246,7 @@ impl<'a, Q: QueueHandle> IntoIterator for &'a LeaseBatchIn<Q> {
 
 impl<Q: QueueHandle> Drop for LeaseBatchIn<Q> {
     fn drop(&mut self) {
-        self.end_all(LeaseEnd::Nack);
+        self.end_all(Ending::Now(LeaseEnd::Nack));
     }
 }
 

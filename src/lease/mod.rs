@@ -251,7 +251,7 @@ impl<Q: QueueHandle> LeaseIn<Q> {
     #[track_caller]
     pub fn nack_after(mut self, delay: Duration) {
         let due = self.queue.queue().delays().due_after(delay);
-        self.end(LeaseEnd::NackUntil(due));
+        self.end_delayed(due);
     }
 
     /// The entry was not delivered: nacks it with the delay the queue's
@@ -290,7 +290,7 @@ impl<Q: QueueHandle> LeaseIn<Q> {
         let queue = self.queue.queue();
         let delay = queue.backoff_delay(self.ticket.attempt);
         let due = queue.delays().due_after(delay);
-        self.end(LeaseEnd::NackUntil(due));
+        self.end_delayed(due);
         delay
     }
 
@@ -298,9 +298,9 @@ impl<Q: QueueHandle> LeaseIn<Q> {
     /// one more after each nack (with a delay or not) and each lease
     /// dropped. It starts again at 1 when the key is acked and offered
     /// anew (also for a key offered again while in flight and queued by
-    /// the ack: that is a new copy). Counts stop at 65,535. Pass-through
-    /// items are not counted (an item's lease always says 1): an item's
-    /// ring slot has no room for a count that would not grow it.
+    /// the ack: that is a new copy); it stops at `u32::MAX`. Pass-through
+    /// items are not counted (an item's lease always says 1): a count would
+    /// grow the ring slot of some item types for every queue.
     ///
     /// ```
     /// use coalescing_queue::CoalescingQueue;
@@ -315,7 +315,7 @@ impl<Q: QueueHandle> LeaseIn<Q> {
     /// assert_eq!(q.try_take_leased().unwrap().attempt(), 1);
     /// ```
     pub fn attempt(&self) -> u32 {
-        u32::from(self.ticket.attempt)
+        self.ticket.attempt
     }
 
     /// The leased entry (also reachable through `Deref`).
@@ -343,6 +343,14 @@ impl<Q: QueueHandle> LeaseIn<Q> {
     fn end(&mut self, end: LeaseEnd) {
         if let Some(entry) = self.entry.take() {
             self.queue.queue().end_lease(entry, self.ticket, end);
+        }
+    }
+
+    fn end_delayed(&mut self, due: u64) {
+        if let Some(entry) = self.entry.take() {
+            self.queue
+                .queue()
+                .end_lease_delayed(entry, self.ticket, Some(due));
         }
     }
 }

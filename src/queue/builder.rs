@@ -6,8 +6,8 @@ use crate::keys::table::entries_for;
 use crate::keys::valued::Valued;
 use crate::keys::KeyStore;
 use crate::policy::InFlightPolicy;
-use crate::queue::occupancy::MAX_CAPACITY;
 use crate::queue::delays::Delays;
+use crate::queue::occupancy::MAX_CAPACITY;
 use crate::queue::slot::Slot;
 use crate::queue::{CoalescingQueue, DefaultHashBuilder};
 use core::fmt;
@@ -166,7 +166,9 @@ where
     /// of delays that must not depend on time.
     #[doc(hidden)]
     pub fn manual_clock(mut self) -> Self {
-        let backoff = self.retries.map_or_else(Backoff::default, |(backoff, _)| backoff);
+        let backoff = self
+            .retries
+            .map_or_else(Backoff::default, |(backoff, _)| backoff);
         self.retries = Some((backoff, true));
         self
     }

@@ -229,14 +229,14 @@ where
     /// The delay `nack_backoff` gives a lease's `attempt`, jittered as the
     /// backoff says.
     #[track_caller]
-    pub(crate) fn backoff_delay(&self, attempt: u16) -> Duration {
+    pub(crate) fn backoff_delay(&self, attempt: u32) -> Duration {
         let backoff = &self.delays().backoff;
         let unit = if backoff.jitter() == 0.0 {
             0.0
         } else {
             crate::backoff::unit_draw()
         };
-        backoff.jittered(u32::from(attempt), unit)
+        backoff.jittered(attempt, unit)
     }
 
     /// Puts an entry whose lease ended into the schedule until `due`
@@ -329,9 +329,10 @@ where
         };
         let schedule = delays.lock();
         let count = schedule.heap.len();
-        let next = schedule.heap.first().map(|timer| {
-            Duration::from_nanos(timer.due.saturating_sub(delays.clock.now()))
-        });
+        let next = schedule
+            .heap
+            .first()
+            .map(|timer| Duration::from_nanos(timer.due.saturating_sub(delays.clock.now())));
         (count, next)
     }
 

@@ -17,7 +17,7 @@ mod take_leased;
 pub(crate) mod unwind;
 
 pub(crate) use slot::Ticket;
-pub(crate) use steps::{Attempt, LeaseEnd, LeaseStart};
+pub(crate) use steps::{Attempt, Ending, LeaseEnd, LeaseStart};
 
 use crate::backoff::Backoff;
 use crate::keys::table::KeyTable;
@@ -207,7 +207,9 @@ where
     ) -> Result<Self, std::collections::TryReserveError> {
         let keys = KeyTable::try_new(capacity, store.try_cells(capacity)?)?;
         let delays = match retries {
-            Some((backoff, manual_clock)) => Some(Delays::try_new(capacity, backoff, manual_clock)?),
+            Some((backoff, manual_clock)) => {
+                Some(Delays::try_new(capacity, backoff, manual_clock)?)
+            }
             None => None,
         };
         Ok(Self {

@@ -157,7 +157,11 @@ impl Occupancy {
         } else {
             0u64.wrapping_sub(LEASE)
         };
-        Snapshot(self.word.fetch_add(change, Ordering::AcqRel).wrapping_add(change))
+        Snapshot(
+            self.word
+                .fetch_add(change, Ordering::AcqRel)
+                .wrapping_add(change),
+        )
     }
 
     /// The schedule became empty. Under the schedule's lock.

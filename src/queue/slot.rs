@@ -1,27 +1,21 @@
 //! What the ring holds, and what a leased take hands its lease.
 
-/// One ring slot: a queued key, as the index of its table entry and the
-/// number of times this pending copy was delivered before (so a lease
-/// knows its attempt), or a pass-through item. The count rides in the
-/// bytes the index leaves free beside the enum's tag: `Slot<V>` is as
-/// large as `Entry<u32, V>` for every `V` (8 bytes for `()` and `u32`, 16
-/// for a `u64` or a `Box`). An item carries no count: that would grow the
-/// slot of items with a niche (a `String`'s 24 bytes to 32) for every
-/// queue, counted or not.
+/// One ring slot: a queued key, as the index of its table entry, or a
+/// pass-through item. `Again` is a key queued again without an ack (a
+/// nack, a dropped lease, a delay that fell due): its entry's lease-tick
+/// word holds how many times this pending copy was delivered, written by
+/// the nack (`KeyTable::set_deliveries`), so its next lease knows its
+/// attempt. A new copy (`Key`) was delivered 0 times and reads nothing.
+/// The count lives in the table, not in the slot, because a third
+/// variant costs no byte (`Slot<V>` is as large as `Entry<u32, V>` for
+/// every `V`) and copies as the two-variant enum did, while a count in
+/// the slot made every pop copy it field by field (10 instructions more
+/// per take); an item carries no count, which would grow the slot of
+/// items with a niche (a `String`'s 24 bytes to 32) for every queue.
 pub(crate) enum Slot<V> {
-    Key { index: u32, deliveries: u16 },
+    Key(u32),
+    Again(u32),
     Item(V),
-}
-
-impl<V> Slot<V> {
-    /// A key's first time in the ring (a new pending copy).
-    #[inline(always)]
-    pub(crate) fn new_key(index: u32) -> Self {
-        Slot::Key {
-            index,
-            deliveries: 0,
-        }
-    }
 }
 
 /// Where a lease ends (the key's table entry, or the item's start record)
@@ -29,17 +23,5 @@ impl<V> Slot<V> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticket {
     pub(crate) index: u32,
-    pub(crate) attempt: u16,
-}
-
-impl Ticket {
-    /// What the ring gets back when this lease's key is queued again
-    /// without being acked: one more delivery of the same copy.
-    #[inline(always)]
-    pub(crate) fn requeued_key<V>(self) -> Slot<V> {
-        Slot::Key {
-            index: self.index,
-            deliveries: self.attempt,
-        }
-    }
+    pub(crate) attempt: u32,
 }

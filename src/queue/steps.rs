@@ -63,22 +63,23 @@ impl<K, V, S: KeyStore<K>> Drop for Pops<'_, K, V, S> {
     }
 }
 
-/// How a lease ends.
+/// How a lease ends at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LeaseEnd {
     Ack,
     Nack,
+}
+
+/// How a lease ends, delays included: what a batch applies to each of its
+/// leases (`end_lease_as`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Now(LeaseEnd),
     /// Nacked, queued again once the queue's clock reaches this due time
     /// (`delays.rs`).
     NackUntil(u64),
     /// Nacked, delayed as the queue's backoff says for the lease's attempt.
     NackBackoff,
-}
-
-impl LeaseEnd {
-    fn is_ack(self) -> bool {
-        self == LeaseEnd::Ack
-    }
 }
 
 /// A leased take's start: when, and its tick in the key table.
@@ -112,7 +113,7 @@ where
         match offered {
             Offer::Inserted(index) => {
                 // Steps 4-5.
-                self.push(Slot::new_key(index));
+                self.push(Slot::Key(index));
                 self.counters.add(Counter::Enqueued);
                 Attempt::Done(Offered::Enqueued)
             }
@@ -169,15 +170,41 @@ where
         &self,
         lease: Option<LeaseStart>,
     ) -> Result<(Entry<K, V>, Ticket), TryTakeError> {
+        let mut pops = Pops::new(self, lease.is_some());
+        let taken = self.pop_one(lease, &mut pops);
+        pops.finish();
+        match taken {
+            Some(taken) => Ok(taken),
+            None => self.attempt_take_after_empty(lease.is_some()),
+        }
+    }
+
+    /// The ring was empty: `Closed` or `Empty`, unless delayed entries
+    /// fell due and were queued just now; then take again. Out of line:
+    /// the take's own path stays as it was.
+    #[cold]
+    #[inline(never)]
+    fn attempt_take_after_empty(
+        &self,
+        leased: bool,
+    ) -> Result<(Entry<K, V>, Ticket), TryTakeError> {
+        // A new start for a lease: keeping the first one alive across the
+        // take's pop cost the take itself 10 instructions of spills.
+        let lease = leased.then(|| self.lease_start());
         loop {
+            let why = self.why_empty();
+            if why != TryTakeError::Empty
+                || !self.occupancy.load().has_delayed()
+                || self.promote_due() == 0
+            {
+                return Err(why);
+            }
             let mut pops = Pops::new(self, lease.is_some());
             let taken = self.pop_one(lease, &mut pops);
             pops.finish();
             if let Some(taken) = taken {
                 return Ok(taken);
             }
-            // Empty: unless delayed entries fell due and were just queued.
-            self.why_empty()?;
         }
     }
 
@@ -213,7 +240,13 @@ where
             if taken > 0 {
                 return Ok(taken);
             }
-            self.why_empty()?;
+            let why = self.why_empty();
+            if why != TryTakeError::Empty
+                || !self.occupancy.load().has_delayed()
+                || self.promote_due() == 0
+            {
+                return Err(why);
+            }
         }
     }
 
@@ -222,16 +255,12 @@ where
     /// out after close may queue its entry again (a nack, or the ack of a
     /// dirty key), so the take is `Empty` then, not `Closed`: `Closed` is
     /// final. A waiting take is woken by that push, or by the last ack
-    /// (`after_decrease`). `Ok` if delayed entries fell due and were queued
-    /// just now: the take tries again.
-    fn why_empty(&self) -> Result<(), TryTakeError> {
-        let now = self.occupancy.load();
-        if now.is_finished() {
-            Err(TryTakeError::Closed)
-        } else if now.has_delayed() && self.promote_due() > 0 {
-            Ok(())
+    /// (`after_decrease`).
+    fn why_empty(&self) -> TryTakeError {
+        if self.occupancy.load().is_finished() {
+            TryTakeError::Closed
         } else {
-            Err(TryTakeError::Empty)
+            TryTakeError::Empty
         }
     }
 
@@ -261,13 +290,14 @@ where
     /// Pops the head and updates its key's entry: the pop and the key
     /// change of a take, counted in `pops` for the shared counts. For a
     /// lease, also the index the lease ends by (the key's entry, or the
-    /// item's start time).
+    /// item's start time). Inlined into each take: it is their whole path.
+    #[inline(always)]
     fn pop_one(
         &self,
         lease: Option<LeaseStart>,
         pops: &mut Pops<'_, K, V, S>,
     ) -> Option<(Entry<K, V>, Ticket)> {
-        let (index, deliveries) = match self.ring.pop()? {
+        let (index, again) = match self.ring.pop()? {
             Slot::Item(item) => {
                 let record = lease.map_or(u32::MAX, |lease| self.keys.start_item_lease(lease.tick));
                 pops.count += 1;
@@ -278,7 +308,15 @@ where
                 };
                 return Some((Entry::Item(item), ticket));
             }
-            Slot::Key { index, deliveries } => (index, deliveries),
+            Slot::Key(index) => (index, false),
+            Slot::Again(index) => (index, true),
+        };
+        // Read before the take's E3 overwrites the word with its tick; a
+        // plain take does not need it.
+        let deliveries = if again && lease.is_some() {
+            self.keys.deliveries(index)
+        } else {
+            0
         };
         // The key's entry changes only after the pop: keeps I4 and I5.
         let key = {
@@ -286,7 +324,13 @@ where
             // runs before the entry changes (keys/table.rs, `take`): if it
             // panics, the entry is still queued, so its index goes back
             // into the ring (at the tail; its claim is still held, I2).
-            let put_back = Undo::new(|| self.push(Slot::Key { index, deliveries }));
+            let put_back = Undo::new(|| {
+                self.push(if again {
+                    Slot::Again(index)
+                } else {
+                    Slot::Key(index)
+                })
+            });
             let key = self.keys.take(index, lease.map(|lease| lease.tick));
             put_back.disarm();
             key
@@ -307,13 +351,54 @@ where
     /// User values (the lease's key copy, the store's copy, an acked item)
     /// are dropped only after the slot is freed and the table left, so a
     /// `Drop` that offers into this queue finds room and no lock held.
+    /// (Out of line: inlined into the lease's `end`, it made each end a
+    /// call more, 20 instructions per ack.)
+    #[inline(never)]
     pub(crate) fn end_lease(&self, entry: Entry<K, V>, ticket: Ticket, end: LeaseEnd) {
-        let ack = end.is_ack();
+        let ack = end == LeaseEnd::Ack;
+        self.end_lease_then(entry, ticket, ack, |requeue| self.finish_lease(requeue));
+    }
+
+    /// A nack into the delay schedule, until `due` or, if `None`, for as
+    /// long as the backoff says for the lease's attempt.
+    #[inline(never)]
+    pub(crate) fn end_lease_delayed(&self, entry: Entry<K, V>, ticket: Ticket, due: Option<u64>) {
+        self.end_lease_then(entry, ticket, false, |requeue| match requeue {
+            Some(slot) => {
+                let due = due.unwrap_or_else(|| {
+                    let delay = self.backoff_delay(ticket.attempt);
+                    self.delays().due_after(delay)
+                });
+                self.delay(slot, due);
+            }
+            None => self.finish_lease(None),
+        });
+    }
+
+    /// `end_lease` or `end_lease_delayed`, as `ending` says.
+    pub(crate) fn end_lease_as(&self, entry: Entry<K, V>, ticket: Ticket, ending: Ending) {
+        match ending {
+            Ending::Now(end) => self.end_lease(entry, ticket, end),
+            Ending::NackUntil(due) => self.end_lease_delayed(entry, ticket, Some(due)),
+            Ending::NackBackoff => self.end_lease_delayed(entry, ticket, None),
+        }
+    }
+
+    /// The one core of a lease's end; `finish` puts back what a nack (or
+    /// the ack of a dirty key) queues again, or frees the slot.
+    #[inline(always)]
+    fn end_lease_then(
+        &self,
+        entry: Entry<K, V>,
+        ticket: Ticket,
+        ack: bool,
+        finish: impl FnOnce(Option<Slot<V>>),
+    ) {
         // A panic of the user's merge in a valued nack, resumed once the
         // nack is finished.
         let mut merge_panic = None;
         // What goes back into the ring, and what is dropped at the end.
-        let (requeue, _dropped_last) = match entry {
+        let (requeue_slot, _dropped_last) = match entry {
             // No user code in the table's part (no hash, no `Eq`): the
             // entry is found by its index and its home is recorded in it.
             // (A valued nack runs the user's merge there, and hands back
@@ -323,16 +408,18 @@ where
                     self.counters.add(Counter::RequeuedDirty);
                     // What arrived in flight: a new pending copy, whose
                     // attempts count from 1 again.
-                    (Some(Slot::new_key(index)), (Some(key), None))
+                    (Some(Slot::Key(index)), (Some(key), None))
                 }
                 Ended::Requeue(index) => {
-                    debug_assert_eq!(index, ticket.index);
-                    (Some(ticket.requeued_key()), (Some(key), None))
+                    // The same copy again: its next lease is one attempt
+                    // more (read by that take, after the push).
+                    self.keys.set_deliveries(index, ticket.attempt);
+                    (Some(Slot::Again(index)), (Some(key), None))
                 }
                 Ended::RequeuedPanicked(index, panic) => {
-                    debug_assert_eq!(index, ticket.index);
+                    self.keys.set_deliveries(index, ticket.attempt);
                     merge_panic = Some(panic);
-                    (Some(ticket.requeued_key()), (Some(key), None))
+                    (Some(Slot::Again(index)), (Some(key), None))
                 }
                 Ended::Removed(stored) => (None, (Some(key), stored)),
             },
@@ -352,14 +439,7 @@ where
         };
         self.counters
             .add(if ack { Counter::Acked } else { Counter::Nacked });
-        match (requeue, end) {
-            (Some(slot), LeaseEnd::NackUntil(due)) => self.delay(slot, due),
-            (Some(slot), LeaseEnd::NackBackoff) => {
-                let delay = self.backoff_delay(ticket.attempt);
-                self.delay(slot, self.delays().due_after(delay));
-            }
-            (requeue, _) => self.finish_lease(requeue),
-        }
+        finish(requeue_slot);
         if let Some(panic) = merge_panic {
             // A nack made by a lease's drop while its thread unwinds: a
             // second panic there would abort. The first one goes on.
