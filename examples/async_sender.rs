@@ -5,11 +5,15 @@
 //! `offer_key_async`, the threads with the blocking `offer_key`. One sender
 //! task takes leased batches (`take_batch_leased_owned_async`, with a short
 //! linger) and hands each to a spawned send task. The transport fails one
-//! attempt in five and is slow at times; a send task retries with backoff
-//! while it holds its lease, so re-sends of those keys meanwhile are
-//! coalesced into the copy in flight and delivered once more after the ack
-//! (`InFlightPolicy::Requeue`, the default). After three failed attempts it
-//! nacks the batch, which is queued again at the tail.
+//! attempt in five and is slow at times. A send task makes one attempt: on
+//! success it acks the batch (keys re-sent while it was in flight are
+//! coalesced into the copy in flight and queued once more by the ack,
+//! `InFlightPolicy::Requeue`, the default); on failure it nacks the batch
+//! with the queue's backoff (`nack_backoff`: each key waits as long as its
+//! own attempt count says, 1 ms doubling up to 16 ms, with jitter). The
+//! send task does not sleep and holds no lease while a key waits: the key
+//! stays pending in the queue, its re-sends coalesce into it, and the
+//! sender's next take returns it once it is due.
 //!
 //! Once every worker is done, `close_and_wait` drains the queue: every
 //! queued key is taken and every lease acked. The program then checks, and
@@ -21,7 +25,7 @@
 //! cargo run --release --example async_sender
 //! ```
 
-use coalescing_queue::{Compact, CompactQueue, Entry, OwnedLeaseBatch};
+use coalescing_queue::{Backoff, Builder, Compact, CompactQueue, Entry, OwnedLeaseBatch};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -44,10 +48,10 @@ const CAPACITY: usize = 256;
 const BATCH_MAX: usize = 64;
 const LINGER: Duration = Duration::from_millis(2);
 
-/// Attempts per lease before the batch is nacked.
-const MAX_ATTEMPTS: u32 = 3;
-/// The first retry's backoff; each further retry waits twice as long.
+/// The first retry's delay; each further failure of a key doubles it, up
+/// to `MAX_BACKOFF`; jitter takes up to half of each delay off.
 const FIRST_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(16);
 /// Sends at once: the transport's connections.
 const MAX_SENDS: usize = 4;
 const SEND_TIME: Duration = Duration::from_millis(1);
@@ -186,8 +190,9 @@ struct Counts {
     batches: AtomicU64,
     attempts: AtomicU64,
     failed_sends: AtomicU64,
-    nacked_batches: AtomicU64,
     delivered: AtomicU64,
+    /// The most attempts a key needed.
+    max_attempt: AtomicU64,
 }
 
 /// Everything a worker or a send task shares.
@@ -279,8 +284,9 @@ async fn sender(shared: Arc<Shared>) {
     }
 }
 
-/// Sends one batch, retrying while it holds the lease; acks it once it
-/// went out, nacks it after `MAX_ATTEMPTS` failures.
+/// Sends one batch once: acks it if it went out, else nacks it with the
+/// queue's backoff, each key delayed by its own attempt count. Nothing
+/// sleeps here: a delayed key waits in the queue, still pending.
 async fn send_with_retries(shared: Arc<Shared>, batch: Batch, batch_no: u64) {
     let keys: Vec<u64> = batch.iter().filter_map(Entry::key).copied().collect();
     let messages: Vec<String> = batch
@@ -288,25 +294,23 @@ async fn send_with_retries(shared: Arc<Shared>, batch: Batch, batch_no: u64) {
         .map(|entry| entry.clone().into_item(done_message))
         .collect();
     let (ledger, counts) = (&shared.ledger, &shared.counts);
-    for attempt in 1..=MAX_ATTEMPTS {
-        counts.attempts.fetch_add(1, SeqCst);
-        let stamp = ledger.begin_send(&keys);
-        let sent = shared.transport.send(batch_no, attempt, &messages).await;
-        ledger.end_send(&keys);
-        if sent.is_ok() {
-            ledger.delivered(&keys, stamp);
-            counts.delivered.fetch_add(keys.len() as u64, SeqCst);
-            batch.ack();
-            return;
-        }
+    // The batch's attempt: its keys' highest (the transport draws its
+    // failures from it and the batch number).
+    let attempt = batch.attempts().max().unwrap_or(1);
+    counts.max_attempt.fetch_max(u64::from(attempt), SeqCst);
+    counts.attempts.fetch_add(1, SeqCst);
+    let stamp = ledger.begin_send(&keys);
+    let sent = shared.transport.send(batch_no, attempt, &messages).await;
+    ledger.end_send(&keys);
+    if sent.is_ok() {
+        ledger.delivered(&keys, stamp);
+        counts.delivered.fetch_add(keys.len() as u64, SeqCst);
+        batch.ack();
+    } else {
         counts.failed_sends.fetch_add(1, SeqCst);
-        if attempt < MAX_ATTEMPTS {
-            // Still leased: re-sends of these keys now coalesce into it.
-            tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
-        }
+        // Pending, not leased, until due: re-sends coalesce into it.
+        batch.nack_backoff();
     }
-    counts.nacked_batches.fetch_add(1, SeqCst);
-    batch.nack();
 }
 
 fn usage() -> ! {
@@ -330,7 +334,12 @@ async fn main() {
     }
     let started = Instant::now();
     let shared = Arc::new(Shared {
-        queue: Arc::new(Queue::new(CAPACITY)),
+        queue: Arc::new(
+            Builder::<u64, String, Compact>::new()
+                .capacity(CAPACITY)
+                .retries(Backoff::exponential(FIRST_BACKOFF, MAX_BACKOFF).with_jitter(0.5))
+                .build(),
+        ),
         ledger: Ledger::default(),
         counts: Counts::default(),
         transport: FlakyTransport,
@@ -380,14 +389,17 @@ fn report(shared: &Shared, drained: bool, elapsed: Duration) {
     line("batches", counts.batches.load(SeqCst));
     line("send attempts", counts.attempts.load(SeqCst));
     line("  failed sends", counts.failed_sends.load(SeqCst));
-    line("  batches nacked", counts.nacked_batches.load(SeqCst));
+    line("keys nacked with backoff", stats.delayed_nacks);
+    line("most attempts of a key", counts.max_attempt.load(SeqCst));
     line("delivered", counts.delivered.load(SeqCst));
     line("dirty keys requeued", stats.requeued_dirty);
     line("lost", lost);
     line("sent twice while in flight", sent_twice);
     line("drained", drained);
     line("time (ms)", elapsed.as_millis());
-    if lost == 0 && sent_twice == 0 && drained {
+    let retried = stats.delayed_nacks > 0 && counts.max_attempt.load(SeqCst) > 1;
+    line("retried with backoff", retried);
+    if lost == 0 && sent_twice == 0 && drained && retried {
         println!("OK: nothing lost, nothing sent twice while in flight, drained");
     } else {
         println!("FAILED");

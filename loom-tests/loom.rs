@@ -17,6 +17,8 @@ mod batch;
 #[cfg(loom)]
 mod close;
 #[cfg(loom)]
+mod delays;
+#[cfg(loom)]
 mod gate;
 #[cfg(loom)]
 mod key_table;

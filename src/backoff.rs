@@ -108,7 +108,11 @@ impl Backoff {
         if self.jitter == 0.0 {
             return delay;
         }
-        delay.mul_f64(1.0 - self.jitter * unit.clamp(0.0, 1.0))
+        let keep = 1.0 - self.jitter * unit.clamp(0.0, 1.0);
+        // Never above `delay`: a product rounded up past it (or past what a
+        // `Duration` holds, near `Duration::MAX`) keeps `delay`.
+        Duration::try_from_secs_f64(delay.as_secs_f64() * keep)
+            .map_or(delay, |jittered| jittered.min(delay))
     }
 }
 

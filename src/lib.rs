@@ -367,9 +367,60 @@
 //!
 //! `examples/async_sender.rs` is a whole tokio sender: workers offer with
 //! re-sends, one task takes owned leased batches with a linger, spawned
-//! tasks send them over a failing transport, retry while holding the lease
-//! and nack after a few tries, and the program shuts down with
-//! `close_and_wait`.
+//! tasks send them over a failing transport and nack a failed batch with
+//! the queue's backoff, and the program shuts down with `close_and_wait`.
+//!
+//! # Retries and backoff
+//!
+//! A send that failed is often better tried again later than at once. A
+//! queue built with [`Builder::retries`] lets a lease be nacked with a
+//! delay: [`nack_after(d)`](LeaseIn::nack_after), or
+//! [`nack_backoff()`](LeaseIn::nack_backoff), which waits as the queue's
+//! [`Backoff`] says for the lease's [`attempt`](LeaseIn::attempt) (by
+//! default client-go's: 5 ms for the first failure, doubling up to 1,000 s;
+//! jitter if asked). Meanwhile the key stays pending and keeps its slot: an
+//! offer of it is coalesced (a value merges into the pending one), no take
+//! returns it, and once it is due it is queued at the tail. The sender holds
+//! no lease and sleeps nowhere; a blocking, timeout or async take wakes when
+//! a delayed key falls due. Each lease knows its attempt: 1, then one more
+//! per nack of the same pending copy, and 1 again after an ack. Batches
+//! too: [`LeaseBatchIn::nack_after`] (one delay for all, falling due in
+//! the batch's order), [`LeaseBatchIn::nack_backoff`] (each key by its own
+//! attempt), or [`into_leases`](LeaseBatchIn::into_leases) for a delay per
+//! key.
+//!
+//! ```
+//! use coalescing_queue::{Backoff, CoalescingQueue, Entry, Offered};
+//! use std::time::Duration;
+//!
+//! let q = CoalescingQueue::<u32, String>::builder()
+//!     .capacity(64)
+//!     .retries(Backoff::exponential(Duration::from_millis(2), Duration::from_secs(1)))
+//!     .build();
+//! q.offer_key(7).unwrap();
+//!
+//! let lease = q.take_leased().unwrap();
+//! assert_eq!(lease.attempt(), 1);
+//! // The transport failed: try again in 2 ms (then 4, 8, ...).
+//! assert_eq!(lease.nack_backoff(), Duration::from_millis(2));
+//! assert_eq!(q.try_offer_key(7), Ok(Offered::Coalesced)); // still pending
+//! assert!(q.try_take().is_err()); // not yet due
+//!
+//! let lease = q.take_leased().unwrap(); // wakes when key 7 is due
+//! assert_eq!((lease.entry(), lease.attempt()), (&Entry::Key(7), 2));
+//! lease.ack();
+//! ```
+//!
+//! Delays end at close: delayed entries fall due at once, and a delayed
+//! nack after close queues its entry at once, so a drain never waits out a
+//! backoff. The delay schedule is allocated at build (for every slot) and
+//! only with `retries`; a queue without it has no schedule, and a delayed
+//! nack on it panics (the lease is nacked as the panic unwinds). Due
+//! entries are queued by whoever looks: any take, `len`, `is_empty` or
+//! `stats`, and a waiting taker, which sleeps no longer than the first due
+//! time; the schedule takes a lock (never held for user code), while the
+//! takes of a queue with nothing delayed pay one bit test. [`Stats`] counts
+//! delayed entries and says when the next is due.
 //!
 //! # Sharing and shutting down
 //!
@@ -405,7 +456,7 @@
 //! # Memory
 //!
 //! Everything is allocated when the queue is built, for the whole
-//! capacity: the ring holds an `Entry<u32, V>` inline in every slot (a
+//! capacity: the ring holds an `Entry<u32, V>`'s worth inline in every slot (a
 //! queued key is the 4-byte index of its table entry; a pass-through item
 //! is the `V` itself), and the key table about 1.25 entries per slot (a
 //! `u64` control word, two `u32`s for a spilled key's home and a lease's
@@ -413,7 +464,10 @@
 //! memory is about `capacity × (size_of::<Entry<u32, V>>() + 8)` for the
 //! ring plus the table, whatever is queued: a large `V` costs its size in
 //! every slot of capacity. If items are large or rare, box them
-//! (`CoalescingQueue<K, Box<Item>>`): a slot is then a pointer wide.
+//! (`CoalescingQueue<K, Box<Item>>`): a slot is then a pointer wide. A
+//! queue built with [`Builder::retries`] has a delay schedule beside, of
+//! `16 + size_of::<Entry<u32, V>>()` bytes a slot, rounded up to 8 (24 for
+//! items of up to 4 bytes, 32 for a `Box`).
 //!
 //! # Panics in user code
 //!

@@ -51,6 +51,12 @@
 //!    closed, one lease nacked after close and taken again, the rest taken,
 //!    every lease acked, then `close_and_wait`.
 //!
+//! e. `delays` (a queue with retries on a manual clock): lease + nack with
+//!    a delay, re-offered while delayed, the clock moved, leased again and
+//!    nacked with the backoff, the clock moved, leased and acked (every
+//!    other one re-offered in flight); at the end a long delay released by
+//!    `close`.
+//!
 //! `MEMORY_FIXED_ROUNDS=n` sets the rounds of every scenario (a round is
 //! 2^16 steps; for `close`, 2^16 entries through fresh queues). By default
 //! release builds run about 2M operations per scenario and capacity (fewer
@@ -59,8 +65,8 @@
 //! counts.
 
 use coalescing_queue::{
-    CoalescingQueue, DefaultHashBuilder, Entry, Lease, OfferError, Offered, TakeError,
-    TryOfferError, TryTakeError, Valued,
+    Backoff, Builder, CoalescingQueue, DefaultHashBuilder, Entry, Lease, OfferError, Offered,
+    TakeError, TryOfferError, TryTakeError, Valued,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -235,6 +241,8 @@ trait Keys {
     const CLONE_ALLOCS: u64;
     const CLONE_SIZE: usize;
     fn build(capacity: usize) -> Queue<Self>;
+    /// The same queue with retries, on a manual clock.
+    fn build_retrying(capacity: usize) -> Queue<Self>;
     /// A key to be overwritten later; built before the window.
     fn blank() -> Self::K;
     /// The n-th key, written into `spare` (a blank, or a key a take handed
@@ -242,6 +250,21 @@ trait Keys {
     fn key(n: u64, spare: Self::K) -> Self::K;
     /// The `n` of `key`.
     fn id(key: &Self::K) -> u64;
+}
+
+/// The backoff of the `delays` scenario: 1 ms doubling to 8 ms.
+const BACKOFF_MAX: Duration = Duration::from_millis(8);
+
+/// A queue with retries on a manual clock (the `delays` scenario).
+fn retrying<K, S: coalescing_queue::KeyStore<K>>(
+    builder: Builder<K, Item, S>,
+    capacity: usize,
+) -> CoalescingQueue<K, Item, S> {
+    builder
+        .capacity(capacity)
+        .retries(Backoff::exponential(Duration::from_millis(1), BACKOFF_MAX))
+        .manual_clock()
+        .build()
 }
 
 /// `String` keys in the general store.
@@ -259,6 +282,10 @@ impl Keys for Strings {
 
     fn build(capacity: usize) -> Queue<Self> {
         CoalescingQueue::new(capacity)
+    }
+
+    fn build_retrying(capacity: usize) -> Queue<Self> {
+        retrying(Builder::new(), capacity)
     }
 
     fn blank() -> String {
@@ -309,6 +336,10 @@ impl Keys for Dones {
         CoalescingQueue::<Done, Item, coalescing_queue::Compact>::new(capacity)
     }
 
+    fn build_retrying(capacity: usize) -> Queue<Self> {
+        retrying(Builder::new(), capacity)
+    }
+
     fn blank() -> Done {
         Done {
             id: 0,
@@ -357,6 +388,10 @@ macro_rules! with_values {
 
             fn build(capacity: usize) -> Queue<Self> {
                 CoalescingQueue::new(capacity)
+            }
+
+            fn build_retrying(capacity: usize) -> Queue<Self> {
+                retrying(Builder::new(), capacity)
             }
 
             fn blank() -> Self::K {
@@ -774,6 +809,13 @@ fn warm_up<T: Keys>() {
     q.take_batch(&mut batch, BATCH, Duration::ZERO);
     q.close();
     assert!(q.close_and_wait(Duration::ZERO));
+    let q = T::build_retrying(4);
+    q.try_offer_key(T::key(0, T::blank())).unwrap();
+    q.try_take_leased().unwrap().nack_after(Duration::ZERO);
+    q.advance_clock(Duration::from_millis(1));
+    q.try_take_leased().unwrap().nack_backoff();
+    q.close();
+    let _ = q.stats();
 }
 
 fn check<T: Keys>(scenario: fn(usize, u64) -> Outcome, release_rounds: u64) {
@@ -908,6 +950,88 @@ fn leases<T: Keys>(capacity: usize, rounds: u64) -> Outcome {
         run.meter.close();
         assert_eq!((q.len(), q.pending_keys()), (capacity, capacity));
     }
+    run.finish(Some(&q))
+}
+
+/// e. Delays, on a queue with retries and a manual clock: lease + nack
+/// with a delay, a re-offer while it waits (coalesced, and merged into its
+/// value), the clock moved past its due time, leased again (one attempt
+/// more) and nacked with the backoff, the clock moved to the backoff's
+/// maximum, leased again and acked (every other one offered again while in
+/// flight, so the ack queues it once more); a new key takes an acked
+/// key's slot; a lease nacked with a long delay is released by `close` at
+/// the end. The delayed key joins the tail when the take after its due
+/// time finds it, behind what was queued: the FIFO model's order.
+fn delays<T: Keys>(capacity: usize, rounds: u64) -> Outcome {
+    let q = T::build_retrying(capacity);
+    // Per step a blank for the re-offer during the delay, one for the
+    // dirty re-offer and one for the new key.
+    let target = capacity + 3 * STEPS + 1;
+    let mut run = Run::<T>::new("delays", capacity, target, 0);
+    run.refill(target, 0);
+    run.meter.open();
+    for _ in 0..capacity {
+        run.offer_key(&q, false);
+    }
+    for round in 0..rounds {
+        if round > 0 {
+            run.refill(target, 0);
+            run.meter.open();
+        }
+        for step in 0..STEPS {
+            let lease = q.try_take_leased().expect("full");
+            let first = lease.attempt();
+            let tag = run.leased(&lease);
+            lease.nack_after(Duration::from_millis(1));
+            run.requeued(tag);
+            run.offer_duplicate(&q, tag, false);
+            q.advance_clock(Duration::from_millis(1));
+
+            let lease = if step % 2 == 0 {
+                q.take_leased().expect("full")
+            } else {
+                q.try_take_leased().expect("full")
+            };
+            let tag = run.leased(&lease);
+            if capacity == 1 {
+                assert_eq!(lease.attempt(), first + 1, "one attempt more after a nack");
+            }
+            assert!(lease.nack_backoff() <= BACKOFF_MAX);
+            run.requeued(tag);
+            q.advance_clock(BACKOFF_MAX);
+
+            let lease = q.try_take_leased().expect("full");
+            if capacity == 1 {
+                assert_eq!(
+                    lease.attempt(),
+                    first + 2,
+                    "one attempt more after a backoff"
+                );
+            }
+            let tag = run.leased(&lease);
+            if step % 2 == 0 {
+                run.offer_duplicate(&q, tag, false);
+                lease.ack();
+                run.requeued(tag);
+            } else {
+                lease.ack();
+                run.acked();
+                run.offer_key(&q, false);
+            }
+            assert_eq!(q.in_flight(), 0);
+        }
+        run.meter.close();
+        assert_eq!((q.len(), q.pending_keys()), (capacity, capacity));
+    }
+    // A long delay ends at close: the key is queued at once.
+    run.meter.open();
+    let lease = q.try_take_leased().expect("full");
+    let tag = run.leased(&lease);
+    lease.nack_after(Duration::from_secs(1000));
+    run.requeued(tag);
+    q.close();
+    run.meter.close();
+    assert_eq!(q.stats().delayed, 0);
     run.finish(Some(&q))
 }
 
@@ -1137,6 +1261,26 @@ fn close_string_keys() {
 #[test]
 fn close_done_keys() {
     check::<Dones>(close::<Dones>, 7);
+}
+
+#[test]
+fn delays_string_keys() {
+    check::<Strings>(delays::<Strings>, 3);
+}
+
+#[test]
+fn delays_done_keys() {
+    check::<Dones>(delays::<Dones>, 3);
+}
+
+#[test]
+fn delays_valued_string_keys() {
+    check::<StringValues>(delays::<StringValues>, 3);
+}
+
+#[test]
+fn delays_valued_done_keys() {
+    check::<DoneValues>(delays::<DoneValues>, 3);
 }
 
 #[test]

@@ -13,6 +13,11 @@
 //! Pass-through items ride along and must each be delivered (acked) exactly
 //! once, in producer order for each consumer (plain takes).
 //!
+//! The leased test also runs with retries (`*_with_backoff_*`): one failed
+//! batch in two is nacked with a delay or the backoff, and the checks are
+//! the same (a delayed key is still pending, so G1 and G2 hold as for a
+//! nack; delays end at close, so the drain ends).
+//!
 //! Every test runs on both key stores: it is instantiated once per store,
 //! in the modules `general` and `compact` (see `for_each_store!`). The
 //! valued test (`stress_valued`: `(key, stamp)` keys merged by max, a
@@ -23,8 +28,8 @@
 mod common;
 
 use coalescing_queue::{
-    Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore,
-    OfferTimeoutError, Offered, TryOfferError, TryTakeError, Valued,
+    Backoff, Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy,
+    KeyStore, OfferTimeoutError, Offered, TryOfferError, TryTakeError, Valued,
 };
 use common::Watchdog;
 use futures_lite::future::block_on;
@@ -52,6 +57,19 @@ fn build<S: Store>(capacity: usize, policy: InFlightPolicy) -> Q<S> {
     Builder::new()
         .capacity(capacity)
         .in_flight_policy(policy)
+        .build()
+}
+
+/// As `build`, with retries: failed sends come back after a short backoff
+/// (50 µs doubling to 2 ms, half of it jitter), on the real clock.
+fn build_retrying<S: Store>(capacity: usize, policy: InFlightPolicy) -> Q<S> {
+    Builder::new()
+        .capacity(capacity)
+        .in_flight_policy(policy)
+        .retries(
+            Backoff::exponential(Duration::from_micros(50), Duration::from_millis(2))
+                .with_jitter(0.5),
+        )
         .build()
 }
 
@@ -407,7 +425,16 @@ impl Acks {
     }
 }
 
-fn consume_leased<S: Store>(q: &Q<S>, offers: &Offers, acks: &Acks, id: u64) -> Vec<V> {
+/// A sender over a flaky transport: leased batches, forgotten, nacked
+/// (with `retries`: nacked with a delay or the backoff, one failure in
+/// two), split and ended one by one, or acked.
+fn consume_leased<S: Store>(
+    q: &Q<S>,
+    offers: &Offers,
+    acks: &Acks,
+    id: u64,
+    retries: bool,
+) -> Vec<V> {
     let mut rng = Rng::new(id + 1000);
     let mut items = Vec::new();
     loop {
@@ -426,12 +453,19 @@ fn consume_leased<S: Store>(q: &Q<S>, offers: &Offers, acks: &Acks, id: u64) -> 
                 }
                 drop(batch);
             }
-            // The send failed: nack the whole batch.
+            // The send failed: nack the whole batch (with retries, one
+            // time in two later: after a delay, or each key as its backoff
+            // says).
             1 | 2 => {
+                assert!(batch.attempts().all(|attempt| attempt >= 1));
                 for entry in &batch {
                     acks.nacking(entry);
                 }
-                batch.nack();
+                match (retries, rng.below(4)) {
+                    (true, 0) => batch.nack_after(Duration::from_micros(rng.below(300))),
+                    (true, 1) => batch.nack_backoff(),
+                    _ => batch.nack(),
+                }
             }
             // Per-entry results: some went out, some did not.
             3 => {
@@ -442,7 +476,11 @@ fn consume_leased<S: Store>(q: &Q<S>, offers: &Offers, acks: &Acks, id: u64) -> 
                         lease.ack();
                     } else {
                         acks.nacking(&lease);
-                        lease.nack();
+                        if retries {
+                            assert!(lease.nack_backoff() <= Duration::from_millis(2));
+                        } else {
+                            lease.nack();
+                        }
                     }
                 }
             }
@@ -458,12 +496,16 @@ fn consume_leased<S: Store>(q: &Q<S>, offers: &Offers, acks: &Acks, id: u64) -> 
     items
 }
 
-fn stress_leased<S: Store>(capacity: usize, policy: InFlightPolicy)
+fn stress_leased<S: Store>(capacity: usize, policy: InFlightPolicy, retries: bool)
 where
     Q<S>: Sync,
 {
     let _watchdog = Watchdog::new(duration() + Duration::from_secs(120), "stress_leased");
-    let q = build::<S>(capacity, policy);
+    let q = if retries {
+        build_retrying::<S>(capacity, policy)
+    } else {
+        build::<S>(capacity, policy)
+    };
     let offers = Offers::new();
     let acks = Acks {
         count: counters(KEYS),
@@ -480,7 +522,7 @@ where
         let consumers: Vec<_> = (0..2u64)
             .map(|id| {
                 let (q, offers, acks) = (&q, &offers, &acks);
-                s.spawn(move || consume_leased(q, offers, acks, id))
+                s.spawn(move || consume_leased(q, offers, acks, id, retries))
             })
             .collect();
         for producer in run_producers(s, &q, &offers, deadline) {
@@ -537,8 +579,16 @@ where
     check_items(&offers, acked_items);
     check_g3_g6(&q, capacity);
     assert!(accepted_keys > 0, "the producers did nothing");
+    if retries {
+        assert!(stats.delayed_nacks > 0, "no nack was delayed");
+    }
+    assert_eq!(
+        (stats.delayed, stats.next_due),
+        (0, None),
+        "delayed after close"
+    );
     eprintln!(
-        "leased {policy:?}, {}, capacity {capacity}: {stats:?}",
+        "leased {policy:?}, retries {retries}, {}, capacity {capacity}: {stats:?}",
         type_name::<S>()
     );
 }
@@ -871,12 +921,17 @@ macro_rules! for_each_store {
 
             #[test]
             fn stress_leased_flaky_sender_capacity_8() {
-                stress_leased::<S>(8, InFlightPolicy::Requeue);
+                stress_leased::<S>(8, InFlightPolicy::Requeue, false);
             }
 
             #[test]
             fn stress_leased_flaky_sender_capacity_64() {
-                stress_leased::<S>(64, InFlightPolicy::Requeue);
+                stress_leased::<S>(64, InFlightPolicy::Requeue, false);
+            }
+
+            #[test]
+            fn stress_leased_flaky_sender_with_backoff_capacity_8() {
+                stress_leased::<S>(8, InFlightPolicy::Requeue, true);
             }
 
             #[test]
@@ -887,7 +942,7 @@ macro_rules! for_each_store {
 
             #[test]
             fn stress_leased_flaky_sender_drop_policy() {
-                stress_leased::<S>(8, InFlightPolicy::Absorb);
+                stress_leased::<S>(8, InFlightPolicy::Absorb, false);
             }
         }
     )+};

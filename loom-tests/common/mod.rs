@@ -40,6 +40,23 @@ pub fn queue(capacity: usize) -> Shared {
     shared(capacity, store)
 }
 
+/// A queue of `capacity` with retries on a manual clock (`delays` models):
+/// the clock moves only when a model calls `advance_clock`, a loom step.
+pub fn delayed_queue(capacity: usize) -> Shared {
+    #[cfg(not(coalescing_loom_store = "general"))]
+    let store = coalescing_queue::Compact(Hasher::with_seed(0x5eed));
+    #[cfg(coalescing_loom_store = "general")]
+    let store = Hasher::with_seed(0x5eed);
+    loom::sync::Arc::new(
+        CoalescingQueue::builder()
+            .capacity(capacity)
+            .hasher(store)
+            .retries(coalescing_queue::Backoff::default())
+            .manual_clock()
+            .build(),
+    )
+}
+
 /// A shared queue of `capacity` on `store`, with the default policy.
 fn shared<S: KeyStore<u32>>(
     capacity: usize,

@@ -135,9 +135,9 @@ where
     /// attempt). A delayed entry keeps its slot and its key stays pending
     /// (offers coalesce into it) until it is due; then it is queued at the
     /// tail. The delay schedule is allocated here, at build, with room for
-    /// every slot (16 bytes a slot for keys and small items; a larger item
-    /// takes its own size more): a queue built without this allocates
-    /// nothing for delays. See [retries](crate#retries-and-backoff).
+    /// every slot (`16 + size_of::<Entry<u32, V>>()` bytes a slot, rounded
+    /// up to 8: 24 for items of up to 4 bytes, 32 for a `Box`): a queue
+    /// built without this allocates nothing for delays. See [retries](crate#retries-and-backoff).
     ///
     /// ```
     /// use coalescing_queue::{Backoff, CoalescingQueue};

@@ -23,9 +23,11 @@
 //!   once. So no entry waits in the schedule after close has emptied it,
 //!   and a drain never waits out a backoff.
 //! * D5 A delayed nack that makes its due time the earliest stores it in
-//!   `next_due`, then wakes one taker (`Signal::notify`, F2): a taker that
-//!   registered before its re-check reads the new `next_due` there or is
-//!   woken, and sleeps at most until then (no lost wake-up, G5).
+//!   `next_due`, then wakes every waiting taker (the event's notify fences,
+//!   as F2): a taker that registered before its re-check reads the new
+//!   `next_due` there or is woken, and sleeps at most until then (no lost
+//!   wake-up, G5). Every one: a taker whose own timeout comes first may
+//!   leave with the news, while one without a timeout sleeps on.
 //!
 //! A lock, not a lock-free structure: delays are the slow path of a failed
 //! delivery, and the lock is held for a heap step and a few ring pushes,
@@ -39,7 +41,8 @@ use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use std::collections::TryReserveError;
 use std::time::{Duration, Instant};
 
-/// `next_due` when nothing is delayed.
+/// `next_due` when nothing is delayed (also the due time of a delay of
+/// `Duration::MAX`: such an entry falls due at close only).
 const NONE_DUE: u64 = u64::MAX;
 
 /// The time delays are measured in: nanoseconds since the queue was built,
@@ -199,13 +202,10 @@ impl<V> Delays<V> {
         self.clock.now().saturating_add(saturating_nanos(delay))
     }
 
-    /// Publishes the heap's earliest due time (D5), and clears the delayed
-    /// bit if it is empty (D1, by the caller).
-    fn store_next_due(&self, schedule: &Schedule<V>) -> u64 {
-        let next = schedule.next_due();
+    /// Publishes the heap's earliest due time (D5).
+    fn store_next_due(&self, schedule: &Schedule<V>) {
         // Release: a taker that reads it reads the clock after.
-        self.next_due.store(next, Ordering::Release);
-        next
+        self.next_due.store(schedule.next_due(), Ordering::Release);
     }
 }
 
@@ -266,8 +266,11 @@ where
         self.occupancy.unlease_delayed(first);
         drop(schedule);
         if earliest {
-            // D5: a waiting taker sleeps until the new earliest due time.
-            self.not_empty.notify_one();
+            // D5: every waiting taker looks again and sleeps until the new
+            // earliest due time at most. All of them, not one: a taker
+            // woken for it may be one whose own deadline comes first, and
+            // it would time out with the news while another slept on.
+            self.not_empty.notify_all();
         }
     }
 
@@ -298,8 +301,13 @@ where
             self.push(slot);
             moved += 1;
         }
-        if moved > 0 && delays.store_next_due(&schedule) == NONE_DUE {
-            self.occupancy.clear_delayed();
+        if moved > 0 {
+            delays.store_next_due(&schedule);
+            // By the heap, not by `NONE_DUE`: an entry delayed for ever
+            // (`Duration::MAX`) is due at that very value.
+            if schedule.heap.is_empty() {
+                self.occupancy.clear_delayed();
+            }
         }
         moved
     }
@@ -349,8 +357,54 @@ where
         let Clock::Manual(now) = &delays.clock else {
             panic!("advance_clock: the queue was not built with `Builder::manual_clock`");
         };
-        now.fetch_add(saturating_nanos(by), Ordering::AcqRel);
+        let by = saturating_nanos(by);
+        // Saturating: the clock never goes back.
+        let _ = now.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            Some(now.saturating_add(by))
+        });
         // The takers queue what fell due (D1): they look at the clock.
         self.not_empty.notify_all();
+    }
+}
+
+#[cfg(all(test, not(loom), not(shuttle)))]
+mod tests {
+    use super::*;
+
+    /// What `Builder::retries` and the crate docs say a slot costs.
+    #[test]
+    fn a_timer_is_sixteen_bytes_more_than_a_ring_slot() {
+        fn said<V>() -> usize {
+            (16 + core::mem::size_of::<crate::Entry<u32, V>>()).next_multiple_of(8)
+        }
+        assert_eq!(Delays::<()>::BYTES_PER_SLOT, 24);
+        assert_eq!(Delays::<u32>::BYTES_PER_SLOT, said::<u32>());
+        assert_eq!(Delays::<Box<[u8; 64]>>::BYTES_PER_SLOT, 32);
+        assert_eq!(Delays::<String>::BYTES_PER_SLOT, said::<String>());
+    }
+
+    #[test]
+    fn the_heap_pops_by_due_time_then_by_order_of_delaying() {
+        let mut schedule = Schedule::<()> {
+            heap: Vec::with_capacity(8),
+            next_order: 0,
+        };
+        for (due, index) in [(5, 0), (1, 1), (5, 2), (3, 3), (1, 4), (9, 5)] {
+            schedule.insert(due, Slot::Again(index));
+        }
+        assert_eq!(schedule.next_due(), 1);
+        let mut popped = Vec::new();
+        while let Some(slot) = schedule.pop_due(5) {
+            match slot {
+                Slot::Again(index) => popped.push(index),
+                _ => unreachable!(),
+            }
+        }
+        assert_eq!(popped, [1, 4, 3, 0, 2]);
+        assert_eq!(schedule.next_due(), 9);
+        assert!(schedule.pop_due(8).is_none());
+        assert!(schedule.pop_due(9).is_some());
+        assert_eq!(schedule.next_due(), NONE_DUE);
+        assert_eq!(schedule.next_order, 0, "counted from 0 again once empty");
     }
 }

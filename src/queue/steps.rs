@@ -363,14 +363,14 @@ where
     /// long as the backoff says for the lease's attempt.
     #[inline(never)]
     pub(crate) fn end_lease_delayed(&self, entry: Entry<K, V>, ticket: Ticket, due: Option<u64>) {
+        // Before the table changes: nothing may fail between its E6 and
+        // the entry's place in the schedule.
+        let due = due.unwrap_or_else(|| {
+            let delay = self.backoff_delay(ticket.attempt);
+            self.delays().due_after(delay)
+        });
         self.end_lease_then(entry, ticket, false, |requeue| match requeue {
-            Some(slot) => {
-                let due = due.unwrap_or_else(|| {
-                    let delay = self.backoff_delay(ticket.attempt);
-                    self.delays().due_after(delay)
-                });
-                self.delay(slot, due);
-            }
+            Some(slot) => self.delay(slot, due),
             None => self.finish_lease(None),
         });
     }
