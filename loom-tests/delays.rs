@@ -266,3 +266,52 @@ fn due_vs_lingering_batch() {
         check_no_leak(&q);
     });
 }
+
+/// A new key offered with a delay (`try_offer_key_after`) while a taker
+/// blocks and another thread offers the key plainly; then the clock moves.
+/// The plain offer coalesces into the delayed copy (or, if it came first,
+/// the delayed offer coalesces into the queued one, which the taker may
+/// take at once). Either way the key is delivered once, and a delayed copy
+/// only after the clock moved: the offer's copy sets the delayed bit with
+/// the first entry (mutant `offered_delay_unmarked`: the taker sleeps for
+/// ever).
+#[test]
+fn delayed_offer_vs_offer_and_take() {
+    model("delays::delayed_offer_vs_offer_and_take", |capacity| {
+        let q = delayed_queue(capacity);
+        let log = History::new();
+        let taker = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                let entry = q.take().expect("the queue stays open");
+                log.delivered(&entry);
+            })
+        };
+        let plain = {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || log.offer(1, |k| q.try_offer_key(k)))
+        };
+        let delayed = log.offer(1, |k| q.try_offer_key_after(k, DELAY));
+        let plain = plain.join().unwrap();
+        let advanced = log.now();
+        q.advance_clock(DELAY);
+        taker.join().unwrap();
+        if plain == Outcome::Coalesced {
+            // The plain offer found the delayed copy: taken after the clock moved.
+            assert_eq!(delayed, Outcome::Enqueued);
+            let taken_after = log
+                .events()
+                .iter()
+                .any(|e| matches!(*e, Event::Delivered { key: 1, at } if at > advanced));
+            assert!(
+                taken_after,
+                "a delayed copy was taken before it was due: {:?}",
+                log.events()
+            );
+        }
+        log.drain(&q);
+        log.check_no_lost_offer();
+        log.check_one_delivery_per_copy(1, 0);
+        check_no_leak(&q);
+    });
+}

@@ -387,7 +387,11 @@
 //! too: [`LeaseBatchIn::nack_after`] (one delay for all, falling due in
 //! the batch's order), [`LeaseBatchIn::nack_backoff`] (each key by its own
 //! attempt), or [`into_leases`](LeaseBatchIn::into_leases) for a delay per
-//! key.
+//! key. A new key can be offered with a delay too
+//! ([`try_offer_key_after`](CoalescingQueue::try_offer_key_after),
+//! [`offer_key_after`](CoalescingQueue::offer_key_after), client-go's
+//! `AddAfter`): it is pending and holds its slot from the offer on, and is
+//! queued once due; an offer never changes a pending copy's delay.
 //!
 //! ```
 //! use coalescing_queue::{Backoff, CoalescingQueue, Entry, Offered};

@@ -239,21 +239,26 @@ where
         backoff.jittered(attempt, unit)
     }
 
-    /// Puts an entry whose lease ended into the schedule until `due`
-    /// (D2); once closed, queues it at once (D4). `slot`'s claim is held
-    /// and it is counted in flight until here.
-    pub(super) fn delay(&self, slot: Slot<V>, due: u64) {
+    /// Puts an entry into the schedule until `due` (D2): one whose lease
+    /// ended (`leased`: counted in flight until here), or a new key's copy
+    /// offered with a delay. Once closed, queues it at once (D4). `slot`'s
+    /// claim is held.
+    pub(super) fn delay(&self, slot: Slot<V>, due: u64, leased: bool) {
         let delays = self.delays();
         let mut schedule = delays.lock();
         // Acquire: after a close whose drain of the schedule came before
         // this lock (D4).
         if self.closed.load(Ordering::Acquire) != 0 {
             drop(schedule);
-            self.occupancy.unlease();
+            if leased {
+                self.occupancy.unlease();
+            }
             self.push(slot);
             return;
         }
-        self.counters.add(crate::stats::Counter::Delayed);
+        if leased {
+            self.counters.add(crate::stats::Counter::Delayed);
+        }
         let first = schedule.heap.is_empty();
         schedule.insert(due, slot);
         let earliest = due < delays.next_due.load(Ordering::Relaxed);
@@ -263,7 +268,11 @@ where
         // After `next_due`: a take that sees the bit in the word its update
         // returns (AcqRel) also sees the due time. Keeps D1 (the bit set
         // with the first entry) and D2.
-        self.occupancy.unlease_delayed(first);
+        if leased {
+            self.occupancy.unlease_delayed(first);
+        } else if first {
+            self.occupancy.mark_delayed();
+        }
         drop(schedule);
         if earliest {
             // D5: every waiting taker looks again and sleeps until the new

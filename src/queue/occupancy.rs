@@ -164,6 +164,13 @@ impl Occupancy {
         )
     }
 
+    /// A new key's copy offered with a delay went into the empty schedule:
+    /// the delayed bit set; its claim was made by the offer. Under the
+    /// schedule's lock.
+    pub(crate) fn mark_delayed(&self) {
+        self.word.fetch_or(DELAYED, Ordering::AcqRel);
+    }
+
     /// The schedule became empty. Under the schedule's lock.
     pub(crate) fn clear_delayed(&self) {
         self.word.fetch_and(!DELAYED, Ordering::AcqRel);

@@ -132,6 +132,80 @@ where
         }
     }
 
+    /// Offers a key that is not to be taken before `delay` has passed (as
+    /// client-go's `AddAfter`), without blocking. A new copy keeps a slot
+    /// from now on and its key is pending (offers of it coalesce), but it
+    /// waits in the delay schedule, as a key nacked with
+    /// [`nack_after`](crate::LeaseIn::nack_after) does, and is queued at
+    /// the tail once due. A key that is already pending is coalesced into
+    /// its copy as by [`try_offer_key`](Self::try_offer_key), which keeps
+    /// its place: queued, in flight, or delayed until its own due time (an
+    /// offer never shortens or lengthens a delay). After close delays end,
+    /// but offers fail anyway.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_offer_key`](Self::try_offer_key): `Full(key)`, `Closed(key)`.
+    ///
+    /// # Panics
+    ///
+    /// If the queue was built without
+    /// [`Builder::retries`](crate::Builder::retries).
+    ///
+    /// ```
+    /// use coalescing_queue::{Backoff, CoalescingQueue, Offered};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = CoalescingQueue::<u32, String>::builder()
+    ///     .capacity(4)
+    ///     .retries(Backoff::default())
+    ///     .build();
+    /// let offered = Instant::now();
+    /// assert_eq!(q.try_offer_key_after(1, Duration::from_millis(10)), Ok(Offered::Enqueued));
+    /// assert_eq!(q.try_offer_key(1), Ok(Offered::Coalesced)); // pending
+    /// assert!(q.try_take().is_err()); // not yet due
+    /// assert_eq!(q.take().unwrap().key(), Some(&1)); // sleeps until due
+    /// assert!(offered.elapsed() >= Duration::from_millis(10));
+    /// ```
+    #[track_caller]
+    pub fn try_offer_key_after(
+        &self,
+        key: K,
+        delay: Duration,
+    ) -> Result<Offered, TryOfferError<K>> {
+        let due = self.delays().due_after(delay);
+        match self.attempt_offer_key_until(key, due) {
+            Attempt::Done(offered) => Ok(offered),
+            Attempt::Full(key) => Err(self.refused_full(TryOfferError::Full(key))),
+            Attempt::Closed(key) => Err(self.refused_closed(TryOfferError::Closed(key))),
+        }
+    }
+
+    /// As [`try_offer_key_after`](Self::try_offer_key_after), blocking
+    /// while the queue is full (as [`offer_key`](Self::offer_key)). The
+    /// delay counts from the call, not from when a slot came free.
+    ///
+    /// # Errors
+    ///
+    /// `OfferError(key)` if the queue is closed, before or while waiting.
+    ///
+    /// # Panics
+    ///
+    /// If the queue was built without
+    /// [`Builder::retries`](crate::Builder::retries).
+    #[track_caller]
+    pub fn offer_key_after(&self, key: K, delay: Duration) -> Result<Offered, OfferError<K>> {
+        let due = self.delays().due_after(delay);
+        match self.offer_blocking(key, None, |queue, key| {
+            queue.attempt_offer_key_until(key, due)
+        }) {
+            Ok(offered) => Ok(offered),
+            Err(Refused::Closed(key) | Refused::Timeout(key)) => {
+                Err(self.refused_closed(OfferError(key)))
+            }
+        }
+    }
+
     /// Offers a key, blocking while the queue is full for at most `timeout`.
     ///
     /// Waiting offerers are not served in order, and a later offer can take

@@ -96,6 +96,20 @@ where
     /// One attempt to offer `key` (DESIGN.md section 3, steps 0-5).
     #[inline(always)]
     pub(crate) fn attempt_offer_key(&self, key: K) -> Attempt<K, Offered> {
+        self.attempt_offer_key_into(key, |slot| self.push(slot))
+    }
+
+    /// One attempt to offer `key`, a new copy of which waits in the delay
+    /// schedule until `due` (`delays.rs`); a pending key is coalesced as
+    /// by `attempt_offer_key`.
+    pub(crate) fn attempt_offer_key_until(&self, key: K, due: u64) -> Attempt<K, Offered> {
+        self.attempt_offer_key_into(key, |slot| self.delay(slot, due, false))
+    }
+
+    /// The one core of a key offer; `place` puts a new copy's slot, whose
+    /// claim is held, into the ring (steps 4-5) or the delay schedule.
+    #[inline(always)]
+    fn attempt_offer_key_into(&self, key: K, place: impl FnOnce(Slot<V>)) -> Attempt<K, Offered> {
         // Steps 0-3 (`KeyTable::offer`).
         let offered = self.keys.offer(
             key,
@@ -113,7 +127,7 @@ where
         match offered {
             Offer::Inserted(index) => {
                 // Steps 4-5.
-                self.push(Slot::Key(index));
+                place(Slot::Key(index));
                 self.counters.add(Counter::Enqueued);
                 Attempt::Done(Offered::Enqueued)
             }
@@ -370,7 +384,7 @@ where
             self.delays().due_after(delay)
         });
         self.end_lease_then(entry, ticket, false, |requeue| match requeue {
-            Some(slot) => self.delay(slot, due),
+            Some(slot) => self.delay(slot, due, true),
             None => self.finish_lease(None),
         });
     }
