@@ -492,3 +492,96 @@ where
     batched.join().unwrap();
     log.check(&q);
 }
+
+/// As `leases_flaky_sender`, on a queue with retries and a manual clock: a
+/// failed lease is nacked with a delay or with the backoff (1 to 4 ms), a
+/// clock thread moves the clock a millisecond at a time, and the close at
+/// the end ends every delay. Re-offers of a delayed key coalesce into it;
+/// the same G1, G2 and G6 hold, and no key is delayed after the drain.
+#[test]
+fn delays_flaky_sender() {
+    model(
+        "delays_flaky_sender",
+        &[1, 2, 3],
+        stores!(delays_flaky_sender_on),
+    );
+}
+
+fn delays_flaky_sender_on<S: Store>(capacity: usize)
+where
+    Queue<S>: Send + Sync,
+{
+    let q = Arc::new(
+        CoalescingQueue::<u32, u32>::builder()
+            .capacity(capacity)
+            .in_flight_policy(InFlightPolicy::Requeue)
+            .hasher(S::fixed())
+            .retries(coalescing_queue::Backoff::exponential(
+                Duration::from_millis(1),
+                Duration::from_millis(4),
+            ))
+            .manual_clock()
+            .build(),
+    );
+    let log = Arc::new(History::default());
+    let leased = Arc::new(Mutex::new(HashSet::new()));
+    let producers: Vec<_> = (0..3u32)
+        .map(|p| {
+            let (q, log) = (q.clone(), log.clone());
+            thread::spawn(move || {
+                for i in 0..5u32 {
+                    log.offer(&q, (p + i) % KEYS + 1, |k| q.offer_key(k));
+                }
+            })
+        })
+        .collect();
+    // The clock moves until every producer is done (a blocked offer may
+    // wait for a delayed key to fall due and leave); then close ends the
+    // delays.
+    let producers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clock = {
+        let (q, done) = (q.clone(), producers_done.clone());
+        thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                q.advance_clock(Duration::from_millis(1));
+                thread::yield_now();
+            }
+        })
+    };
+    let taker = {
+        let (q, log, leased) = (q.clone(), log.clone(), leased.clone());
+        thread::spawn(move || {
+            let mut turn = 0usize;
+            while let Ok(lease) = q.take_leased() {
+                let taken_at = log.now();
+                let key = *lease.key().expect("no items are offered");
+                assert!(
+                    leased.lock().unwrap().insert(key),
+                    "G2 violated: key {key} leased twice at once"
+                );
+                assert!(lease.attempt() >= 1);
+                assert!(leased.lock().unwrap().remove(&key));
+                match turn % 3 {
+                    0 => lease.nack_after(Duration::from_millis(1 + (turn % 2) as u64)),
+                    1 => {
+                        lease.nack_backoff();
+                    }
+                    _ => {
+                        log.delivered_at(&Entry::Key(key), taken_at);
+                        lease.ack();
+                    }
+                }
+                turn += 1;
+            }
+        })
+    };
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    producers_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    clock.join().unwrap();
+    q.close();
+    taker.join().unwrap();
+    assert_eq!(q.stats().delayed, 0, "delayed after the drain");
+    log.check(&q);
+}
