@@ -165,7 +165,10 @@ pub(crate) fn block_on<T, R>(
             None => listener.wait(),
             Some((until, is_deadline)) => {
                 if listener.wait_deadline(until).is_none() {
-                    if is_deadline {
+                    // The caller's deadline also when the instant to look
+                    // again came first but the deadline has passed too (a
+                    // due time that stays in the past never outlives it).
+                    if is_deadline || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                         return finish(signal, woken, attempt(value)).map_err(|(value, _)| value);
                     }
                     // The change it waited for is due: look again, with
