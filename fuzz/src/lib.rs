@@ -16,16 +16,34 @@
 //! other ([`Merges`], from the input), and every delivered value is
 //! compared with the model's.
 //!
+//! Retries: unless the input says otherwise ([`Retries::of`]), the queues
+//! are built with `.retries(Backoff::exponential(1 ms, 64 ms))
+//! .manual_clock()`, and the delay ops run too: delayed offers
+//! (`try_offer_key_after`), `nack_after` / `nack_backoff` of held leases
+//! and of leased batches, clock advances, and `len` / `is_empty` / `stats`
+//! as ops of their own. Every lease's `attempt()` (and a batch's
+//! `attempts()`), every `nack_backoff` delay and the stats' `delayed`,
+//! `next_due` and `delayed_nacks` are compared with the model's. `len`,
+//! `is_empty` and `stats` queue the entries that are due (as a take does),
+//! so while the model has a due entry not yet queued the state check
+//! leaves them out, and the next take shows where it joins the ring. At
+//! the end the clock is moved past the last due time (before the drain),
+//! so what is still delayed is queued by the drain's takes.
+//!
 //! Every operation used is one that cannot block given the model's state:
 //! the blocking forms (`offer_key`, `take`, `take_batch`) are only called
 //! when the model says they return at once, after the state check has
 //! confirmed the queue agrees, so a wrong model fails an assertion instead
-//! of hanging the fuzzer.
+//! of hanging the fuzzer. (While a due entry is not yet queued the check
+//! cannot confirm it, so the timeout forms stand in for the blocking ones:
+//! they return at once when the queue agrees, and fail the run after
+//! [`HANG`] when it does not.)
 
 use arbitrary::{Arbitrary, Unstructured};
 use coalescing_queue::{
-    Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy, KeyStore, Lease,
-    LeaseBatch, OfferTimeoutError, Offered, TakeTimeoutError, TryOfferError, TryTakeError, Valued,
+    Backoff, Builder, CoalescingQueue, Compact, DefaultHashBuilder, Entry, InFlightPolicy,
+    KeyStore, Lease, LeaseBatch, OfferTimeoutError, Offered, Stats, TakeTimeoutError,
+    TryOfferError, TryTakeError, Valued,
 };
 
 #[path = "../../tests/reference/mod.rs"]
@@ -36,6 +54,31 @@ use std::time::Duration;
 
 /// The key space: small, so that offers collide with queued and leased copies.
 pub const KEYS: u8 = 8;
+
+/// The backoff of the queues built with retries: 1 ms doubling up to
+/// 64 ms (the model works the delays out itself from these two).
+pub const BASE: Duration = Duration::from_millis(1);
+pub const MAX: Duration = Duration::from_millis(64);
+
+/// How long a take the model says returns at once may wait when the state
+/// check could not confirm it (see the module docs).
+pub const HANG: Duration = Duration::from_secs(1);
+
+/// The delay of a delay code: `u8::MAX` is `Duration::MAX` (due only at
+/// close), any other `code % 10` milliseconds (0 is due at once, but still
+/// waits for a take to queue it).
+pub fn delay_of(code: u8) -> Duration {
+    if code == u8::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_millis(u64::from(code % 10))
+    }
+}
+
+/// The clock advance of an `AdvanceClock(raw)`: `raw % 33` milliseconds.
+pub fn advance_of(raw: u8) -> Duration {
+    Duration::from_millis(u64::from(raw % 33))
+}
 
 /// How a leased batch ends.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +91,17 @@ pub enum BatchEnd {
     Drop,
     /// `into_leases`: every entry becomes one held lease.
     Split,
+    /// `nack_after(delay_of(code))` (retries only; else a plain nack).
+    NackAfter(u8),
+    /// `nack_backoff()` (retries only; else a plain nack).
+    NackBackoff,
+}
+
+impl BatchEnd {
+    /// Needs a queue built with retries.
+    fn delays(self) -> bool {
+        matches!(self, BatchEnd::NackAfter(_) | BatchEnd::NackBackoff)
+    }
 }
 
 /// One operation. Keys are reduced modulo the key space of the run, lease
@@ -88,13 +142,44 @@ pub enum Op {
     Close,
     /// `close_and_wait(Duration::ZERO)`.
     CloseAndWait,
+    // Retries: skipped on a queue built without them (`len`, `is_empty`
+    // and `stats` run on every queue).
+    /// `try_offer_key_after(k, delay_of(code))`.
+    OfferKeyAfter(u8, u8),
+    /// `nack_after(delay_of(code))` of a held lease.
+    NackAfter(u8, u8),
+    /// `nack_backoff()` of a held lease.
+    NackBackoff(u8),
+    /// `advance_clock(advance_of(raw))`.
+    AdvanceClock(u8),
+    /// `len()` (queues what is due).
+    Len,
+    /// `is_empty()` (queues what is due).
+    IsEmpty,
+    /// `stats()` (queues what is due), compared in full.
+    Stats,
+}
+
+impl Op {
+    /// Needs a queue built with retries.
+    fn delays(self) -> bool {
+        match self {
+            Op::OfferKeyAfter(..)
+            | Op::NackAfter(..)
+            | Op::NackBackoff(_)
+            | Op::AdvanceClock(_) => true,
+            Op::TakeBatchLeased(_, end) => end.delays(),
+            _ => false,
+        }
+    }
 }
 
 /// A whole fuzz input for `queue_ops`: the queue's shape, then the ops.
 #[derive(Arbitrary, Debug)]
 pub struct Input {
     /// Capacity is `1 + capacity % 8`; bit 3 picks the valued replays'
-    /// merges ([`Merges::of`]).
+    /// merges ([`Merges::of`]), bits 4 and 5 whether the queues have
+    /// retries ([`Retries::of`]).
     pub capacity: u8,
     /// `InFlightPolicy::Absorb` when set, else `Requeue`.
     pub drop_policy: bool,
@@ -123,20 +208,50 @@ impl Merges {
     }
 }
 
+/// Whether the queues of a run are built with retries (and the delay ops
+/// run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retries {
+    /// `.retries(Backoff::exponential(BASE, MAX)).manual_clock()`.
+    Manual,
+    /// No delay schedule: the delay ops are skipped.
+    None,
+}
+
+impl Retries {
+    /// From bits 4 and 5 of an input's capacity byte: without retries
+    /// only when both are set (a quarter of the inputs).
+    pub fn of(capacity_byte: u8) -> Self {
+        if capacity_byte & 0x30 == 0x30 {
+            Retries::None
+        } else {
+            Retries::Manual
+        }
+    }
+}
+
 /// Decodes an input for `lease_ops`: the same shape, but the ops are drawn
 /// with weights that favour leases (take leased, ack, nack, drop, re-offers
-/// of leased keys), a key space of 4 and a close only rarely.
+/// of leased keys), a key space of 4 and a close only rarely. With
+/// retries, a pick of 192 or more (a quarter) draws from the delay ops
+/// ([`delay_weighted`]) instead.
 pub fn lease_weighted(
     data: &[u8],
-) -> arbitrary::Result<(usize, InFlightPolicy, u8, Merges, Vec<Op>)> {
+) -> arbitrary::Result<(usize, InFlightPolicy, u8, Merges, Retries, Vec<Op>)> {
     let mut u = Unstructured::new(data);
     let capacity_byte = u.arbitrary::<u8>()?;
     let capacity = 1 + usize::from(capacity_byte % 8);
     let policy = policy_of(u.arbitrary::<bool>()?);
+    let retries = Retries::of(capacity_byte);
     let mut ops = Vec::new();
     while !u.is_empty() && ops.len() < 512 {
         let pick: u8 = u.arbitrary()?;
         let arg: u8 = u.arbitrary().unwrap_or(0);
+        if retries == Retries::Manual && pick >= 192 {
+            let code: u8 = u.arbitrary().unwrap_or(0);
+            ops.push(delay_weighted(pick % 64, arg, code));
+            continue;
+        }
         let op = match pick % 64 {
             0..=13 => Op::OfferKey(arg),
             14..=15 => Op::OfferItem,
@@ -176,7 +291,24 @@ pub fn lease_weighted(
         };
         ops.push(op);
     }
-    Ok((capacity, policy, 4, Merges::of(capacity_byte), ops))
+    Ok((capacity, policy, 4, Merges::of(capacity_byte), retries, ops))
+}
+
+/// A delay op of `lease_ops`, from `pick` (below 64), a lease index or key
+/// `arg` and a delay code.
+fn delay_weighted(pick: u8, arg: u8, code: u8) -> Op {
+    match pick {
+        0..=15 => Op::NackAfter(arg, code),
+        16..=27 => Op::NackBackoff(arg),
+        28..=41 => Op::AdvanceClock(code),
+        42..=45 => Op::OfferKeyAfter(arg, code),
+        46..=50 => Op::TakeBatchLeased(arg, BatchEnd::NackAfter(code)),
+        51..=54 => Op::TakeBatchLeased(arg, BatchEnd::NackBackoff),
+        55..=56 => Op::Len,
+        57 => Op::IsEmpty,
+        58..=59 => Op::Stats,
+        _ => Op::TryTakeLeased,
+    }
 }
 
 /// The policy a flag stands for.
@@ -197,6 +329,7 @@ pub fn run_input(input: &Input) {
         policy_of(input.drop_policy),
         KEYS,
         merges,
+        Retries::of(input.capacity),
         &input.ops,
     );
 }
@@ -220,6 +353,8 @@ struct Harness<'q, Key: RunKey, S: KeyStore<Key>> {
     next_item: u32,
     /// The number of the last key offer: a valued key's value.
     key_offers: u32,
+    /// Built with retries: the delay ops run.
+    retries: bool,
     trace: String,
 }
 
@@ -285,16 +420,36 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
         let index = usize::from(raw) % self.held.len();
         let (lease, entry) = self.held.remove(index);
         check_eq!(self, *lease, entry, "held lease's entry");
+        check_eq!(
+            self,
+            lease.attempt(),
+            self.m.attempt_of(&entry),
+            "held lease's attempt()"
+        );
         match how {
             BatchEnd::Ack => lease.ack(),
             BatchEnd::Nack => lease.nack(),
             BatchEnd::Drop | BatchEnd::Split => drop(lease),
+            BatchEnd::NackAfter(code) => {
+                lease.nack_after(delay_of(code));
+                self.m.nack_after(entry, delay_of(code));
+                return;
+            }
+            BatchEnd::NackBackoff => {
+                let delay = lease.nack_backoff();
+                let want = self.m.nack_backoff(entry);
+                check_eq!(self, delay, want, "nack_backoff()'s delay");
+                return;
+            }
         }
         self.m.end_lease(entry, how == BatchEnd::Ack);
     }
 
     fn apply(&mut self, op: Op) {
         let q = self.q;
+        if op.delays() && !self.retries {
+            return;
+        }
         match op {
             Op::OfferKey(raw) => {
                 let key = self.key(raw);
@@ -342,6 +497,13 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 if !self.m.take_ready() {
                     return;
                 }
+                if self.m.has_due() {
+                    // Unconfirmed by the state check (module docs).
+                    self.note(format_args!("take_timeout({HANG:?}) (for take())"));
+                    let got = q.take_timeout(HANG).map_err(timeout_take_error);
+                    self.take_result(got, false, "take");
+                    return;
+                }
                 self.note("take()");
                 let got = q.take().map_err(|_| TryTakeError::Closed);
                 self.take_result(got, false, "take");
@@ -374,7 +536,12 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 self.note(format_args!("take_batch(max {max}, linger 0)"));
                 // A sentinel first: take_batch appends, it does not clear.
                 let mut out = vec![Entry::Item(u32::MAX)];
-                let count = q.take_batch(&mut out, max, Duration::ZERO);
+                let count = if self.m.has_due() {
+                    // Unconfirmed by the state check (module docs).
+                    q.take_batch_timeout(&mut out, max, Duration::ZERO, HANG)
+                } else {
+                    q.take_batch(&mut out, max, Duration::ZERO)
+                };
                 let mut want = vec![Entry::Item(u32::MAX)];
                 while want.len() <= max {
                     match self.m.take(false) {
@@ -393,11 +560,20 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 self.note(format_args!(
                     "take_batch_leased(max {max}, linger 0) then {end:?}"
                 ));
-                let batch = q.take_batch_leased(max, Duration::ZERO);
+                let batch = if self.m.has_due() {
+                    // Unconfirmed by the state check (module docs).
+                    q.take_batch_leased_timeout(max, Duration::ZERO, HANG)
+                } else {
+                    q.take_batch_leased(max, Duration::ZERO)
+                };
                 let mut want = Vec::new();
+                let mut attempts = Vec::new();
                 while want.len() < max {
-                    match self.m.take(true) {
-                        Ok(entry) => want.push(entry),
+                    match self.m.take_attempt(true) {
+                        Ok((entry, attempt)) => {
+                            want.push(entry);
+                            attempts.push(attempt);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -411,6 +587,8 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 );
                 let iterated: Vec<E<Key>> = batch.iter().copied().collect();
                 check_eq!(self, &iterated, &want, "LeaseBatch::iter");
+                let got: Vec<u32> = batch.attempts().collect();
+                check_eq!(self, got, attempts, "LeaseBatch::attempts");
                 self.end_batch(batch, want, end);
             }
             Op::Close => {
@@ -425,6 +603,43 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 self.m.close();
                 check_eq!(self, finished, self.m.claimed() == 0, "close_and_wait(0)");
             }
+            Op::OfferKeyAfter(raw, code) => {
+                let key = self.key(raw);
+                let delay = delay_of(code);
+                self.note(format_args!("try_offer_key_after({key:?}, {delay:?})"));
+                let result = q.try_offer_key_after(key, delay).map_err(try_offer_parts);
+                let expected = self.m.offer_key_after(key, delay).map_err(try_offer_parts);
+                check_eq!(
+                    self,
+                    result,
+                    expected,
+                    format!("try_offer_key_after({key:?})")
+                );
+            }
+            Op::NackAfter(raw, code) => self.end_op(raw, BatchEnd::NackAfter(code)),
+            Op::NackBackoff(raw) => self.end_op(raw, BatchEnd::NackBackoff),
+            Op::AdvanceClock(raw) => {
+                let by = advance_of(raw);
+                self.note(format_args!("advance_clock({by:?})"));
+                q.advance_clock(by);
+                self.m.advance_clock(by);
+            }
+            Op::Len => {
+                self.note("len()");
+                self.m.queue_due();
+                check_eq!(self, q.len(), self.m.ring.len(), "len()");
+            }
+            Op::IsEmpty => {
+                self.note("is_empty()");
+                self.m.queue_due();
+                check_eq!(self, q.is_empty(), self.m.ring.is_empty(), "is_empty()");
+            }
+            Op::Stats => {
+                self.note("stats()");
+                self.m.queue_due();
+                let s = q.stats();
+                self.check_stats(&s);
+            }
         }
     }
 
@@ -434,9 +649,11 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
         }
         let index = usize::from(raw) % self.held.len();
         let what = match how {
-            BatchEnd::Ack => "ack",
-            BatchEnd::Nack => "nack",
-            _ => "drop",
+            BatchEnd::Ack => "ack".to_string(),
+            BatchEnd::Nack => "nack".to_string(),
+            BatchEnd::NackAfter(code) => format!("nack_after({:?})", delay_of(code)),
+            BatchEnd::NackBackoff => "nack_backoff".to_string(),
+            _ => "drop".to_string(),
         };
         let entry = self.held[index].1;
         self.note(format_args!("{what} held lease #{index} ({entry:?})"));
@@ -444,19 +661,21 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
     }
 
     fn hold(&mut self, got: Result<Lease<'q, Key, u32, S>, TryTakeError>, what: &str) {
-        let want = self.m.take(true);
+        let want = self.m.take_attempt(true);
         match (got, want) {
-            (Ok(lease), Ok(entry)) => {
+            (Ok(lease), Ok((entry, attempt))) => {
                 check_eq!(self, *lease, entry, what);
                 check_eq!(self, lease.entry(), &entry, what);
+                check_eq!(self, lease.attempt(), attempt, format!("{what}: attempt()"));
                 self.held.push((lease, entry));
             }
             (Err(got), Err(want)) => check_eq!(self, got, want, what),
             (got, want) => check!(
                 self,
                 false,
-                "{what}: queue gave {:?}, model expected {want:?}",
-                got.as_deref()
+                "{what}: queue gave {:?}, model expected {:?}",
+                got.as_deref(),
+                want.map(|(entry, _)| entry)
             ),
         }
     }
@@ -489,18 +708,42 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 check_eq!(self, leases.len(), entries.len(), "into_leases' len");
                 for (lease, entry) in leases.into_iter().zip(entries) {
                     check_eq!(self, *lease, entry, "into_leases' entry");
+                    let attempt = self.m.attempt_of(&entry);
+                    check_eq!(self, lease.attempt(), attempt, "into_leases' attempt()");
                     self.held.push((lease, entry));
+                }
+            }
+            BatchEnd::NackAfter(code) => {
+                // One due time for all, in the batch's order.
+                batch.nack_after(delay_of(code));
+                for entry in entries {
+                    self.m.nack_after(entry, delay_of(code));
+                }
+            }
+            BatchEnd::NackBackoff => {
+                // Each by its own attempt.
+                batch.nack_backoff();
+                for entry in entries {
+                    self.m.nack_backoff(entry);
                 }
             }
         }
     }
 
-    /// Compares everything observable with the model.
-    fn check_state(&self) {
+    /// Compares everything observable with the model: `len`, `is_empty`
+    /// and `stats` only if `look` and nothing is due, since they would
+    /// queue it. Not after a delay op (`look` false), whatever the model
+    /// says: a model that queued a due entry too early would agree with a
+    /// `len` that queues it there and then, so only the next ops show
+    /// where a due entry joins the ring.
+    fn check_state(&self, look: bool) {
         let q = self.q;
         let m = &self.m;
-        check_eq!(self, q.len(), m.ring.len(), "len()");
-        check_eq!(self, q.is_empty(), m.ring.is_empty(), "is_empty()");
+        if look && !m.has_due() {
+            check_eq!(self, q.len(), m.ring.len(), "len()");
+            check_eq!(self, q.is_empty(), m.ring.is_empty(), "is_empty()");
+            self.check_stats(&q.stats());
+        }
         check_eq!(self, q.in_flight(), m.in_flight, "in_flight()");
         check_eq!(
             self,
@@ -526,13 +769,16 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 format!("is_pending({key})")
             );
         }
-        let s = q.stats();
-        // Keys are queued at most once (G2) and pending at most once queued
-        // plus once in flight: the map holds one state per key.
-        let queued_keys = m.ring.iter().filter(|e| e.is_key()).count();
-        let queued_distinct = m
-            .ring
-            .iter()
+        // Keys are queued at most once (G2), delayed copies included, and
+        // pending at most once queued plus once in flight: the map holds
+        // one state per key.
+        let queued = || {
+            m.ring
+                .iter()
+                .chain(m.delayed.iter().map(|delayed| &delayed.entry))
+        };
+        let queued_keys = queued().filter(|e| e.is_key()).count();
+        let queued_distinct = queued()
             .filter_map(Entry::key)
             .collect::<std::collections::HashSet<_>>()
             .len();
@@ -542,10 +788,18 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
             queued_distinct,
             "model: one queued copy per key"
         );
-        check_eq!(self, &Counts::of(&s), &m.counts, "stats() counters");
+    }
+
+    /// Compares a `stats()` snapshot with the model (which has queued what
+    /// is due, as `stats` does).
+    fn check_stats(&self, s: &Stats) {
+        let m = &self.m;
+        check_eq!(self, &Counts::of(s), &m.counts, "stats() counters");
         check_eq!(self, s.offered, m.counts.offered(), "stats().offered");
         check_eq!(self, s.queued, m.ring.len(), "stats().queued");
         check_eq!(self, s.in_flight, m.in_flight, "stats().in_flight");
+        check_eq!(self, s.delayed, m.delayed.len(), "stats().delayed");
+        check_eq!(self, s.next_due, m.next_due(), "stats().next_due");
         check_eq!(
             self,
             s.oldest_lease_age.is_some(),
@@ -563,7 +817,16 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
             check_eq!(self, *lease, entry, "held lease's entry at the end");
             lease.ack();
             self.m.end_lease(entry, true);
-            self.check_state();
+            self.check_state(true);
+        }
+        // What is still delayed falls due (not by close): the drain's takes
+        // queue it.
+        if let Some(last) = self.m.delayed.back().map(|delayed| delayed.due) {
+            let by = Duration::from_nanos(last.saturating_sub(self.m.now));
+            self.note(format_args!("advance_clock({by:?}), to the last due time"));
+            self.q.advance_clock(by);
+            self.m.advance_clock(by);
+            self.check_state(false);
         }
         loop {
             let got = self.q.try_take();
@@ -573,7 +836,7 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
                 break;
             }
         }
-        self.check_state();
+        self.check_state(true);
         check_eq!(self, self.q.len(), 0, "len() after draining");
         check_eq!(self, self.q.in_flight(), 0, "in_flight() after draining");
         check_eq!(
@@ -619,7 +882,7 @@ impl<'q, Key: RunKey, S: KeyStore<Key>> Harness<'q, Key, S> {
         let key = self.key(0);
         let result = self.q.try_offer_key(key).map_err(try_offer_parts);
         self.offer_key_result(key, result, "try_offer_key after all");
-        self.check_state();
+        self.check_state(true);
     }
 }
 
@@ -647,28 +910,41 @@ fn timeout_take_error(error: TakeTimeoutError) -> TryTakeError {
 /// compact one, then on the valued stores (general and compact, merged as
 /// `merges` says). Panics on the first difference, with the store and the
 /// trace of the operations applied so far.
-pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, merges: Merges, ops: &[Op]) {
-    let plain = || Model::<u8>::new(capacity, policy);
-    let q = Builder::<u8, u32, DefaultHashBuilder>::new()
-        .capacity(capacity)
-        .in_flight_policy(policy)
-        .build();
+pub fn run(
+    capacity: usize,
+    policy: InFlightPolicy,
+    key_space: u8,
+    merges: Merges,
+    retries: Retries,
+    ops: &[Op],
+) {
+    let retries = retries == Retries::Manual;
+    // The model of a queue built by `builder`.
+    let model = |m: Model<_>| {
+        if retries {
+            m.with_retries(BASE, MAX)
+        } else {
+            m
+        }
+    };
+    let plain = || model(Model::<u8>::new(capacity, policy));
+    let q = builder::<u8, DefaultHashBuilder>(capacity, policy, retries).build();
     run_on("general", &q, plain(), key_space, ops);
-    let q = Builder::<u8, u32, Compact>::new()
-        .capacity(capacity)
-        .in_flight_policy(policy)
-        .build();
+    let q = builder::<u8, Compact>(capacity, policy, retries).build();
     run_on("compact", &q, plain(), key_space, ops);
 
-    let general = Builder::<(u8, u32), u32, Valued>::new()
-        .capacity(capacity)
-        .in_flight_policy(policy);
-    let compact = Builder::<(u8, u32), u32, Valued<Compact>>::new()
-        .capacity(capacity)
-        .in_flight_policy(policy);
+    let general = builder::<(u8, u32), Valued>(capacity, policy, retries);
+    let compact = builder::<(u8, u32), Valued<Compact>>(capacity, policy, retries);
     let add = wrapping_add as fn(&mut u32, u32);
-    let latest = || Model::<(u8, u32)>::with_carry(capacity, policy, WithValue::latest());
-    let adding = || Model::<(u8, u32)>::with_carry(capacity, policy, WithValue(add));
+    let valued = |m: Model<(u8, u32)>| {
+        if retries {
+            m.with_retries(BASE, MAX)
+        } else {
+            m
+        }
+    };
+    let latest = || valued(Model::with_carry(capacity, policy, WithValue::latest()));
+    let adding = || valued(Model::with_carry(capacity, policy, WithValue(add)));
     match merges {
         Merges::LatestOnGeneral => {
             let store = "valued general, Latest";
@@ -685,6 +961,23 @@ pub fn run(capacity: usize, policy: InFlightPolicy, key_space: u8, merges: Merge
     }
 }
 
+/// The builder of a run's queues: with `retries`, the backoff `BASE`..`MAX`
+/// on the manual clock.
+fn builder<Key, S: KeyStore<Key> + Default>(
+    capacity: usize,
+    policy: InFlightPolicy,
+    retries: bool,
+) -> Builder<Key, u32, S> {
+    let builder = Builder::new().capacity(capacity).in_flight_policy(policy);
+    if retries {
+        builder
+            .retries(Backoff::exponential(BASE, MAX))
+            .manual_clock()
+    } else {
+        builder
+    }
+}
+
 /// One replay of `run`, on `q` (on the store named `store` in the trace)
 /// against `m`, a new model of it.
 fn run_on<Key: RunKey, S: KeyStore<Key>>(
@@ -695,6 +988,12 @@ fn run_on<Key: RunKey, S: KeyStore<Key>>(
     ops: &[Op],
 ) {
     let (capacity, policy) = (m.capacity, m.policy);
+    let retries = m.retries.is_some();
+    let with = if retries {
+        "retries on the manual clock"
+    } else {
+        "no retries"
+    };
     let mut h = Harness {
         q,
         m,
@@ -702,13 +1001,16 @@ fn run_on<Key: RunKey, S: KeyStore<Key>>(
         held: Vec::new(),
         next_item: 0,
         key_offers: 0,
-        trace: format!("queue: {store} store, capacity {capacity}, {policy:?}; ops applied:\n"),
+        retries,
+        trace: format!(
+            "queue: {store} store, capacity {capacity}, {policy:?}, {with}; ops applied:\n"
+        ),
     };
     check_eq!(h, q.in_flight_policy(), policy, "in_flight_policy()");
     check_eq!(h, q.capacity(), capacity, "capacity()");
     for &op in ops {
         h.apply(op);
-        h.check_state();
+        h.check_state(!op.delays());
     }
     h.finish();
 }
