@@ -42,7 +42,8 @@ use std::collections::TryReserveError;
 use std::time::{Duration, Instant};
 
 /// `next_due` when nothing is delayed (also the due time of a delay of
-/// `Duration::MAX`: such an entry falls due at close only).
+/// `Duration::MAX`: such an entry falls due at close only, since the real
+/// clock never gets there: 584 years after build).
 const NONE_DUE: u64 = u64::MAX;
 
 /// The time delays are measured in: nanoseconds since the queue was built,
@@ -220,8 +221,9 @@ where
         match &self.delays {
             Some(delays) => delays,
             None => panic!(
-                "a delayed nack on a queue built without `Builder::retries`: \
-                 build it with `.retries(Backoff::default())` (or another Backoff)"
+                "a delay (nack_after, nack_backoff, offer_key_after) on a queue built \
+                 without `Builder::retries`: build it with `.retries(Backoff::default())` \
+                 (or another Backoff)"
             ),
         }
     }
